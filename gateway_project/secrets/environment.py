@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+import os
+
+from gateway_project.secrets.base import SecretNotFound
+
+
+class EnvironmentSecrets:
+    """Secrets from the process environment (after config.yaml's ``environment_variables``)."""
+
+    def get(self, name: str) -> str:
+        try:
+            return os.environ[name]
+        except KeyError:
+            raise SecretNotFound(f"environment variable {name} is not set") from None

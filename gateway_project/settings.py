@@ -1,0 +1,167 @@
+"""The gateway's only settings module.
+
+Every production difference is an environment variable, read here once with the strict readers of
+``gateway_project.env``. Product configuration (models, routes, guardrails) lives in config.yaml,
+parsed by ``gateway_project.config``.
+"""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from gateway_project.env import env_bool, env_float, env_int, env_list, env_secret, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- Core -------------------------------------------------------------------------------------
+DEBUG = env_bool("GATEWAY_DEBUG", False)
+DATA_DIR = Path(env_str("GATEWAY_DATA_DIR") or BASE_DIR / "var")
+ALLOWED_HOSTS = env_list("GATEWAY_ALLOWED_HOSTS", ["*"])
+CSRF_TRUSTED_ORIGINS = env_list("GATEWAY_CSRF_TRUSTED_ORIGINS", [])
+
+
+def _secret_key() -> str:
+    """GATEWAY_SECRET_KEY, or one generated once and kept in the data directory.
+
+    There is no built-in default: a fresh install gets its own random key, never a shared one.
+    """
+    configured = env_secret("GATEWAY_SECRET_KEY")
+    if configured:
+        return configured
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "auditlog",
+    "gateway_project.apps.GatewayProjectConfig",
+    "teams",
+    "keys",
+    "spend",
+    "guardrails",
+    "proxy",
+]
+
+# Kept short on purpose: every middleware runs on the proxy's hot path too.
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "gateway_project.urls"
+ASGI_APPLICATION = "gateway_project.asgi.application"
+AUTH_USER_MODEL = "teams.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------------
+DATABASE_URL = env_secret("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'gateway.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("GATEWAY_DB_CONN_MAX_AGE", 60))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default: WAL lets the batch writer and readers work side by side.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+# --- Shared state (optional) ------------------------------------------------------------------
+REDIS_URL = env_secret("REDIS_URL")
+
+# --- Gateway ----------------------------------------------------------------------------------
+# Path of the LiteLLM-format config.yaml; empty means the built-in demo config.
+GATEWAY_CONFIG = env_str("GATEWAY_CONFIG") or None
+GATEWAY_MASTER_KEY = env_secret("GATEWAY_MASTER_KEY")
+# Seconds a cached key/team snapshot may be served before it is read again. With Redis, writes also
+# invalidate at once on every instance; without it this bounds how stale another worker can be.
+GATEWAY_CACHE_TTL = env_float("GATEWAY_CACHE_TTL", 5.0)
+# Spend rows are written in batches: at most this many seconds apart, or this many rows.
+GATEWAY_SPEND_FLUSH_INTERVAL = env_float("GATEWAY_SPEND_FLUSH_INTERVAL", 1.0)
+GATEWAY_SPEND_BATCH_SIZE = env_int("GATEWAY_SPEND_BATCH_SIZE", 500)
+GATEWAY_UPSTREAM_TIMEOUT = env_float("GATEWAY_UPSTREAM_TIMEOUT", 600.0)
+
+# --- Admin branding ---------------------------------------------------------------------------
+GATEWAY_ADMIN_TITLE = env_str("GATEWAY_ADMIN_TITLE") or "Gateway administration"
+
+# --- API docs ---------------------------------------------------------------------------------
+DOCS_TITLE = env_str("DOCS_TITLE") or "Gateway API"
+DOCS_DESCRIPTION = env_str("DOCS_DESCRIPTION") or "OpenAI-compatible LLM gateway"
+DOCS_FILTERED = env_bool("DOCS_FILTERED", False)
+
+# --- Django REST framework (management API) ---------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "keys.authentication.GatewayKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["teams.permissions.IsProxyAdmin"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "gateway_project.drf.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- Static files, i18n -----------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Password hashing and login ---------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Logging ----------------------------------------------------------------------------------
+LOG_LEVEL = (env_str("GATEWAY_LOG_LEVEL") or "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "gateway": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
+}

@@ -1,0 +1,6 @@
+async def startup() -> None:
+    pass
+
+
+async def shutdown() -> None:
+    pass

@@ -1,0 +1,65 @@
+"""The request ledger: one SpendLog row per proxied request, success or failure.
+
+Rows name keys, teams and users by id only (no foreign keys): the ledger outlives what it records.
+"""
+from __future__ import annotations
+
+from django.db import models
+
+
+class SpendStatus(models.TextChoices):
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+class SpendLog(models.Model):
+    # The id the client saw (provider response id, or the gateway's call id on failure); unique, so a
+    # replayed batch is written once.
+    request_id = models.CharField(max_length=255, primary_key=True)
+    call_id = models.CharField(max_length=64, db_index=True)
+    call_type = models.CharField(max_length=32)
+    api_key = models.CharField(max_length=64, blank=True, default="", db_index=True, help_text="key digest")
+    key_alias = models.CharField(max_length=255, null=True, blank=True)
+    team_id = models.CharField(max_length=128, null=True, blank=True, db_index=True)
+    user = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    end_user = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    model = models.CharField(max_length=255, blank=True, default="")
+    model_group = models.CharField(max_length=255, blank=True, default="")
+    model_id = models.CharField(max_length=64, blank=True, default="")
+    custom_llm_provider = models.CharField(max_length=64, blank=True, default="")
+    api_base = models.CharField(max_length=512, blank=True, default="")
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    spend = models.FloatField(default=0.0)
+    start_time = models.DateTimeField(db_index=True)
+    end_time = models.DateTimeField()
+    completion_start_time = models.DateTimeField(null=True, blank=True)
+    request_tags = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    requester_ip_address = models.CharField(max_length=64, null=True, blank=True)
+    status = models.CharField(max_length=16, choices=SpendStatus.choices)
+
+    class Meta:
+        ordering = ["-start_time"]
+        indexes = [models.Index(fields=["api_key", "start_time"], name="spendlog_key_time")]
+
+    def __str__(self) -> str:
+        return self.request_id
+
+    @property
+    def request_duration_ms(self) -> int:
+        return int((self.end_time - self.start_time).total_seconds() * 1000)
+
+
+class SpendLogTag(models.Model):
+    """One row per (request, tag): lets ``/spend/tags`` group and sum on any database."""
+
+    spend_log = models.ForeignKey(SpendLog, on_delete=models.CASCADE, related_name="tag_rows", db_constraint=False)
+    tag = models.CharField(max_length=255)
+    spend = models.FloatField(default=0.0)
+    start_time = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["spend_log", "tag"], name="spendlogtag_unique")]
+        indexes = [models.Index(fields=["tag", "start_time"], name="spendlogtag_tag_time")]
