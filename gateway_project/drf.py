@@ -6,6 +6,7 @@ import logging
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
@@ -77,3 +78,9 @@ def exception_handler(exc, context):
     logger.exception("unhandled error in %s", context.get("view").__class__.__name__)
     set_rollback()
     return Response(error_body("Internal server error", status=500, type="internal_server_error"), status=500)
+
+
+class AnyContentTypeJSONParser(JSONParser):
+    """Management calls are JSON whatever Content-Type a script sends (curl -d defaults to a form)."""
+
+    media_type = "*/*"

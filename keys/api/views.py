@@ -1,0 +1,81 @@
+"""/key/* management endpoints: validate, call a service or selector, serialize."""
+from __future__ import annotations
+
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from gateway_project.errors import PermissionDeniedError
+from keys import selectors, services
+from keys.api.serializers import (KeyDeleteSerializer, KeyGenerateSerializer, KeyListQuerySerializer,
+                                  KeyUpdateSerializer)
+from keys.hashing import digest
+from teams.permissions import IsAuthenticatedCaller, caller_user_id
+
+
+def _validated(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+class KeyGenerateApi(APIView):
+    def post(self, request):
+        fields = _validated(KeyGenerateSerializer, request.data)
+        key, raw = services.key_generate(actor=caller_user_id(request.user), **fields)
+        return Response({**selectors.key_info_dict(key), "key": raw})
+
+
+class KeyUpdateApi(APIView):
+    def post(self, request):
+        fields = _validated(KeyUpdateSerializer, request.data)
+        named = fields.pop("key")
+        key = services.key_update(actor=caller_user_id(request.user), key=named, **fields)
+        return Response({**selectors.key_info_dict(key), "key": named})
+
+
+class KeyDeleteApi(APIView):
+    def post(self, request):
+        fields = _validated(KeyDeleteSerializer, request.data)
+        deleted = services.key_delete(keys=fields.get("keys"), key_aliases=fields.get("key_aliases"))
+        return Response({"deleted_keys": deleted})
+
+
+def _may_see(caller, key) -> bool:
+    if getattr(caller, "is_proxy_admin", False):
+        return True
+    if getattr(caller, "key_token", None) == key.token:
+        return True
+    return caller_user_id(caller) is not None and key.user_id is not None and key.user.username == caller_user_id(caller)
+
+
+class KeyInfoApi(APIView):
+    """``/key/info?key=``; without ``key``, the calling key's own info."""
+
+    permission_classes = [IsAuthenticatedCaller]
+
+    def get(self, request):
+        named = request.query_params.get("key") or request.auth
+        if not named:
+            raise PermissionDeniedError("Pass ?key= to name the key to show.")
+        key = services.key_get(key=named)
+        if not _may_see(request.user, key):
+            raise PermissionDeniedError("You may only view your own keys.")
+        return Response({"key": named, "info": selectors.key_info_dict(key)})
+
+
+class KeyListApi(APIView):
+    permission_classes = [IsAuthenticatedCaller]
+
+    def get(self, request):
+        query = _validated(KeyListQuerySerializer, request.query_params)
+        caller = request.user
+        filters = {name: query.get(name) for name in ("user_id", "team_id", "key_alias", "key_hash")}
+        if not getattr(caller, "is_proxy_admin", False):
+            # Non-admins list their own user's keys, or only the calling key when it has no user.
+            if caller_user_id(caller):
+                filters["user_id"] = caller_user_id(caller)
+            else:
+                filters["key_hash"] = digest(request.auth)
+        rows, total, pages = selectors.paginate(selectors.key_list(**filters), page=query["page"], size=query["size"])
+        keys = [selectors.key_info_dict(k) for k in rows] if query["return_full_object"] else [k.token for k in rows]
+        return Response({"keys": keys, "total_count": total, "current_page": query["page"], "total_pages": pages})
