@@ -45,7 +45,9 @@ def merge_tags(*sources: Iterable[str] | None) -> list[str]:
     """Tags from the request, key and team, first-seen order, no duplicates."""
     merged: dict[str, None] = {}
     for source in sources:
-        for tag in source or ():
+        if not isinstance(source, (list, tuple)):
+            continue
+        for tag in source:
             if isinstance(tag, str) and tag:
                 merged.setdefault(tag, None)
     return list(merged)

@@ -1,3 +1,49 @@
-from ninja import NinjaAPI
+"""The proxy's NinjaAPI: the OpenAI-compatible endpoints, one error renderer."""
+from __future__ import annotations
 
-api = NinjaAPI(title="Gateway API", docs_url="/docs")
+import logging
+
+import orjson
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import HttpError, ValidationError
+
+from gateway_project.errors import GatewayError, error_body, error_json
+from proxy.routes import chat, health, models
+
+logger = logging.getLogger("gateway.proxy")
+
+api = NinjaAPI(title=settings.DOCS_TITLE, description=settings.DOCS_DESCRIPTION, version="1.0.0",
+               docs_url="/docs", urls_namespace="proxy")
+api.add_router("", chat.router)
+api.add_router("", models.router)
+api.add_router("", health.router)
+
+
+def _json(body: bytes, status: int, headers: dict[str, str] | None = None) -> HttpResponse:
+    return HttpResponse(body, status=status, content_type="application/json", headers=headers)
+
+
+@api.exception_handler(GatewayError)
+def gateway_error(request: HttpRequest, exc: GatewayError) -> HttpResponse:
+    return _json(error_json(exc), exc.status, exc.headers or None)
+
+
+@api.exception_handler(ValidationError)
+def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    message = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors)
+    return _json(orjson.dumps(error_body(message, status=400, type="invalid_request_error")), 400)
+
+
+@api.exception_handler(HttpError)
+def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return _json(orjson.dumps(error_body(str(exc), status=exc.status_code, type="invalid_request_error")),
+                 exc.status_code)
+
+
+@api.exception_handler(Exception)
+def unexpected_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # A bug: the traceback goes to the log, never to the client.
+    logger.exception("unhandled error on %s %s", request.method, request.path)
+    return _json(orjson.dumps(error_body("Internal server error", status=500, type="internal_server_error")), 500)

@@ -1,6 +1,67 @@
+"""The process-wide objects the proxy needs, built once from the config: router, HTTP clients.
+
+Opened by the ASGI lifespan (``gateway_project/asgi.py``) and closed on shutdown, when the spend
+buffer is flushed too. Built lazily on first use when there was no lifespan (tests' in-process client).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from gateway_project.config import GatewayConfig, get_config
+from keys.hashing import digest
+from proxy.http import ClientPool
+from proxy.router import Router
+from spend.writer import writer
+
+
+@dataclass(frozen=True)
+class Runtime:
+    config: GatewayConfig
+    router: Router
+    clients: ClientPool
+    master_key: str | None
+    master_key_digest: str | None
+    started_at: int
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def build(config: GatewayConfig) -> Runtime:
+    request_timeout = config.litellm_settings.request_timeout or settings.GATEWAY_UPSTREAM_TIMEOUT
+    clients = ClientPool(timeout=request_timeout)
+    master = config.general_settings.master_key
+    return Runtime(config=config, router=Router(config.model_list, clients=clients, default_timeout=request_timeout),
+                   clients=clients, master_key=master, master_key_digest=digest(master) if master else None,
+                   started_at=int(time.time()))
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        with _lock:
+            if _runtime is None:
+                _runtime = build(get_config())
+    return _runtime
+
+
+def reset() -> None:
+    """Forget the runtime (tests that swap the config); the next request builds a new one."""
+    global _runtime
+    with _lock:
+        _runtime = None
+
+
 async def startup() -> None:
-    pass
+    get_runtime()
 
 
 async def shutdown() -> None:
-    pass
+    await writer.stop()
+    if _runtime is not None:
+        await _runtime.clients.aclose()

@@ -13,10 +13,11 @@ class SpendStatus(models.TextChoices):
 
 
 class SpendLog(models.Model):
-    # The id the client saw (provider response id, or the gateway's call id on failure); unique, so a
-    # replayed batch is written once.
-    request_id = models.CharField(max_length=255, primary_key=True)
-    call_id = models.CharField(max_length=64, db_index=True)
+    # The gateway's own id for the call (x-litellm-call-id): unique by construction, so a replayed
+    # batch is written once. Not the provider's response id: an upstream may reuse those.
+    call_id = models.CharField(max_length=64, primary_key=True)
+    # The id the client saw: the provider's response id, or the call id when there was no response.
+    request_id = models.CharField(max_length=255, db_index=True)
     call_type = models.CharField(max_length=32)
     api_key = models.CharField(max_length=64, blank=True, default="", db_index=True, help_text="key digest")
     key_alias = models.CharField(max_length=255, null=True, blank=True)

@@ -1,0 +1,42 @@
+"""Step 1: who is calling. Master key (constant-time), or a virtual key through the key cache."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from gateway_project.errors import AuthenticationError, ExpiredKeyError, InvalidKeyError
+from keys.authentication import BLOCKED_KEY, MASTER_USER_ID, expired_message
+from keys.cache import key_lookup
+from keys.hashing import same_secret
+from keys.policy import INVALID_KEY, NO_KEY, read_api_key
+from proxy.pipeline.context import Principal, RequestContext
+from proxy.runtime import get_runtime
+from teams.cache import team_lookup
+from teams.models import UserRole
+
+
+def blocked_team_message(team_id: str) -> str:
+    return f"Authentication Error, Team={team_id} is blocked. Update via `/team/unblock` if you're an admin."
+
+
+async def authenticate(ctx: RequestContext) -> None:
+    raw = read_api_key(ctx.request.headers)
+    if raw is None:
+        raise AuthenticationError(NO_KEY)
+    runtime = get_runtime()
+    if runtime.master_key and same_secret(raw, runtime.master_key):
+        ctx.principal = Principal(token=runtime.master_key_digest, key=None, team=None, user_id=MASTER_USER_ID,
+                                  role=UserRole.PROXY_ADMIN)
+        return
+    key = await key_lookup(raw)
+    if key is None:
+        raise InvalidKeyError(INVALID_KEY)
+    if key.blocked:
+        raise AuthenticationError(BLOCKED_KEY)
+    now = datetime.now(timezone.utc)
+    if key.expires is not None and key.expires <= now:
+        raise ExpiredKeyError(expired_message(key.expires, now))
+    team = await team_lookup(key.team_id) if key.team_id else None
+    if team is not None and team.blocked:
+        raise AuthenticationError(blocked_team_message(team.team_id))
+    ctx.principal = Principal(token=key.token, key=key, team=team, user_id=key.user_id,
+                              role=key.user_role or UserRole.INTERNAL_USER)

@@ -1,0 +1,63 @@
+"""RequestContext: what one proxied request has gathered on its way through the pipeline."""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from django.http import HttpRequest
+
+from gateway_project.errors import GatewayError
+from keys.cache import KeyRecord
+from teams.cache import TeamRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller of a proxy route."""
+
+    token: str                      # digest of the key used (the master key's too)
+    key: KeyRecord | None           # None for the master key
+    team: TeamRecord | None
+    user_id: str | None
+    role: str
+
+    @property
+    def key_alias(self) -> str | None:
+        return self.key.key_alias if self.key else None
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request: HttpRequest
+    call_type: str
+    call_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started: float = field(default_factory=time.perf_counter)
+    start_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    principal: Principal | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+    model_group: str = ""
+    route: Any = None               # proxy.router.Route once picked
+    stream: bool = False
+    response_id: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    spend: float = 0.0
+    spend_known: bool = True
+    completion_start_time: datetime | None = None
+    upstream_started: float | None = None
+    upstream_seconds: float = 0.0
+    tags: list[str] = field(default_factory=list)
+    spend_logs_metadata: dict[str, Any] = field(default_factory=dict)
+    end_user: str | None = None
+    error: GatewayError | None = None
+    recorded: bool = False
+
+    @property
+    def requester_ip(self) -> str | None:
+        return self.request.META.get("REMOTE_ADDR")
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000

@@ -1,0 +1,60 @@
+"""The built-in fake model: answers locally, so a first request works with no provider key."""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway_project.config.schema import LitellmParams
+
+REPLY = "Hi there! This is the gateway's built-in fake model answering."
+
+
+def _words(body: dict[str, Any]) -> int:
+    count = 0
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            count += len(content.split())
+        elif isinstance(content, list):
+            count += sum(len(str(part.get("text", "")).split()) for part in content if isinstance(part, dict))
+    return max(count, 1)
+
+
+class FakeProvider:
+    name = "fake"
+    api_base = "fake://local"
+
+    def __init__(self, params: LitellmParams, **_: Any) -> None:
+        self._model = params.upstream_model
+
+    def _reply(self, body: dict[str, Any]) -> list[str]:
+        words = REPLY.split()
+        limit = body.get("max_tokens") or body.get("max_completion_tokens")
+        return words[: int(limit)] if isinstance(limit, int) and limit > 0 else words
+
+    def _usage(self, body: dict[str, Any], reply: list[str]) -> dict[str, int]:
+        prompt = _words(body)
+        return {"prompt_tokens": prompt, "completion_tokens": len(reply), "total_tokens": prompt + len(reply)}
+
+    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        reply = self._reply(body)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": self._model, "system_fingerprint": None,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(reply)},
+                         "finish_reason": "stop"}],
+            "usage": self._usage(body, reply),
+        }
+
+    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        reply = self._reply(body)
+        base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": self._model}
+        yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        for index, word in enumerate(reply):
+            text = word if index == 0 else f" {word}"
+            yield {**base, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+        yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        yield {**base, "choices": [], "usage": self._usage(body, reply)}

@@ -1,0 +1,34 @@
+"""The built-in price table (``prices.json``), loaded once."""
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input_cost_per_token: float
+    output_cost_per_token: float
+
+
+@functools.cache
+def _table() -> dict[str, Price]:
+    raw = json.loads(Path(__file__).with_name("prices.json").read_text())
+    return {name: Price(**entry) for name, entry in raw.items() if not name.startswith("_")}
+
+
+def price_of(model: str) -> Price | None:
+    """The list price of a provider model; dated snapshots (``gpt-4o-2024-08-06``) fall back to
+    their family when the table has no entry of their own."""
+    table = _table()
+    if model in table:
+        return table[model]
+    undated = _DATED.sub("", model)
+    while undated not in table and _DATED.search(undated):
+        undated = _DATED.sub("", undated)
+    return table.get(undated)

@@ -1,0 +1,163 @@
+"""The batch writer: spend rows leave the request path through here.
+
+``add`` only appends to an in-memory buffer. A background task on the server's event loop flushes
+the buffer every ``GATEWAY_SPEND_FLUSH_INTERVAL`` seconds, or sooner once it holds
+``GATEWAY_SPEND_BATCH_SIZE`` rows, in one transaction on a dedicated thread (so the event loop never
+waits on the database). A failed flush keeps its rows and retries; a row already written (same
+request id) is never written twice.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import F
+
+from keys.models import VirtualKey
+from spend.models import SpendLog, SpendLogTag
+from spend.records import SpendRecord
+from teams.models import Customer, Team, User
+
+logger = logging.getLogger("gateway.spend")
+
+# Past this many unwritten rows (a long database outage) the oldest are dropped, loudly, rather than
+# exhausting memory.
+MAX_BUFFERED = 200_000
+
+
+def write_batch(records: list[SpendRecord]) -> int:
+    """Write ``records`` and add their spend to keys, teams, users and customers; return rows written."""
+    close_old_connections()
+    unique = list({r.call_id: r for r in records}.values())
+    with transaction.atomic():
+        existing = set(SpendLog.objects.filter(call_id__in=[r.call_id for r in unique])
+                       .values_list("call_id", flat=True))
+        fresh = [r for r in unique if r.call_id not in existing]
+        if not fresh:
+            return 0
+        SpendLog.objects.bulk_create([_row(r) for r in fresh])
+        SpendLogTag.objects.bulk_create([
+            SpendLogTag(spend_log_id=r.call_id, tag=tag, spend=r.spend, start_time=r.start_time)
+            for r in fresh for tag in dict.fromkeys(r.request_tags)
+        ])
+        _add_spend(fresh)
+    return len(fresh)
+
+
+def _row(r: SpendRecord) -> SpendLog:
+    return SpendLog(
+        request_id=r.request_id, call_id=r.call_id, call_type=r.call_type, status=r.status,
+        api_key=r.api_key, key_alias=r.key_alias, team_id=r.team_id, user=r.user, end_user=r.end_user,
+        model=r.model, model_group=r.model_group, model_id=r.model_id,
+        custom_llm_provider=r.custom_llm_provider, api_base=r.api_base,
+        prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+        total_tokens=r.prompt_tokens + r.completion_tokens, spend=r.spend,
+        start_time=r.start_time, end_time=r.end_time, completion_start_time=r.completion_start_time,
+        request_tags=r.request_tags, metadata=r.metadata, requester_ip_address=r.requester_ip_address,
+    )
+
+
+def _add_spend(records: list[SpendRecord]) -> None:
+    by_key: dict[str, float] = defaultdict(float)
+    by_team: dict[str, float] = defaultdict(float)
+    by_user: dict[str, float] = defaultdict(float)
+    by_customer: dict[str, float] = defaultdict(float)
+    for r in records:
+        if not r.spend:
+            continue
+        if r.api_key:
+            by_key[r.api_key] += r.spend
+        if r.team_id:
+            by_team[r.team_id] += r.spend
+        if r.user:
+            by_user[r.user] += r.spend
+        if r.end_user:
+            by_customer[r.end_user] += r.spend
+    # Sorted, so that concurrent writers (several workers) lock rows in the same order.
+    for token, amount in sorted(by_key.items()):
+        VirtualKey.objects.filter(token=token).update(spend=F("spend") + amount)
+    for team_id, amount in sorted(by_team.items()):
+        Team.objects.filter(team_id=team_id).update(spend=F("spend") + amount)
+    for username, amount in sorted(by_user.items()):
+        User.objects.filter(username=username).update(spend=F("spend") + amount)
+    if by_customer:
+        Customer.objects.bulk_create([Customer(user_id=c) for c in sorted(by_customer)], ignore_conflicts=True)
+        for user_id, amount in sorted(by_customer.items()):
+            Customer.objects.filter(user_id=user_id).update(spend=F("spend") + amount)
+
+
+class SpendWriter:
+    def __init__(self) -> None:
+        self._buffer: list[SpendRecord] = []
+        self._task: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spend-writer")
+
+    def add(self, entry: SpendRecord) -> None:
+        self._buffer.append(entry)
+        if len(self._buffer) > MAX_BUFFERED:
+            dropped = len(self._buffer) - MAX_BUFFERED
+            del self._buffer[:dropped]
+            logger.error("spend buffer full: dropped the %d oldest unwritten spend rows", dropped)
+        self._ensure_running()
+        if self._wake is not None and len(self._buffer) >= settings.GATEWAY_SPEND_BATCH_SIZE:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def _ensure_running(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if self._task is None or self._task.done() or self._loop is not loop:
+            self._loop = loop
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._run(), name="spend-writer")
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=settings.GATEWAY_SPEND_FLUSH_INTERVAL)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything buffered now; on failure keep it for the next attempt."""
+        while self._buffer:
+            batch = self._buffer[: settings.GATEWAY_SPEND_BATCH_SIZE]
+            del self._buffer[: len(batch)]
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._executor, write_batch, batch)
+            except Exception:
+                logger.exception("writing %d spend rows failed; they stay buffered and are retried", len(batch))
+                self._buffer[:0] = batch
+                return
+
+    async def stop(self) -> None:
+        """Flush what is left and stop the background task (server shutdown).
+
+        The task is asked to finish, not cancelled: a cancelled flush could lose a batch in flight.
+        """
+        self._stopping = True
+        try:
+            if self._task is not None and self._loop is asyncio.get_running_loop():
+                self._wake.set()
+                await self._task
+            self._task = None
+            await self.flush()
+        finally:
+            self._stopping = False
+
+
+writer = SpendWriter()
