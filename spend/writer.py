@@ -31,7 +31,6 @@ MAX_BUFFERED = 200_000
 
 def write_batch(records: list[SpendRecord]) -> int:
     """Write ``records`` and add their spend to keys, teams, users and customers; return rows written."""
-    close_old_connections()
     unique = list({r.call_id: r for r in records}.values())
     with transaction.atomic():
         existing = set(SpendLog.objects.filter(call_id__in=[r.call_id for r in unique])
@@ -90,6 +89,13 @@ def _add_spend(records: list[SpendRecord]) -> None:
             Customer.objects.filter(user_id=user_id).update(spend=F("spend") + amount)
 
 
+def _write_on_writer_thread(records: list[SpendRecord]) -> int:
+    # The writer thread lives as long as the process: drop a connection the database closed
+    # (restart, idle timeout) before using it, as Django does around each request.
+    close_old_connections()
+    return write_batch(records)
+
+
 class SpendWriter:
     def __init__(self) -> None:
         self._buffer: list[SpendRecord] = []
@@ -138,7 +144,7 @@ class SpendWriter:
             batch = self._buffer[: settings.GATEWAY_SPEND_BATCH_SIZE]
             del self._buffer[: len(batch)]
             try:
-                await asyncio.get_running_loop().run_in_executor(self._executor, write_batch, batch)
+                await asyncio.get_running_loop().run_in_executor(self._executor, _write_on_writer_thread, batch)
             except Exception:
                 logger.exception("writing %d spend rows failed; they stay buffered and are retried", len(batch))
                 self._buffer[:0] = batch

@@ -1,0 +1,40 @@
+# The two commands a newcomer needs:  `make run`  and  `make test`  (see README.md).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-requirements
+
+# The embedded default: SQLite in ./var, no Redis, the demo config's fake model.
+GATEWAY_MASTER_KEY ?= sk-1234
+export GATEWAY_MASTER_KEY
+# The test suite's PostgreSQL (pytest-django creates and drops its own test database there).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+PYTEST_ARGS ?=
+
+.PHONY: run test test-postgres test-sqlite install clean
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the gateway on http://127.0.0.1:4000 (CONFIG=path/to/config.yaml to use your own)
+run: $(STAMP)
+	$(PY) manage.py gateway $(if $(CONFIG),--config $(CONFIG)) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+
+## Run the whole test suite: on PostgreSQL, then again on SQLite (the embedded default)
+test: $(STAMP)
+	bin/ensure-services
+	$(MAKE) --no-print-directory test-postgres test-sqlite
+
+test-postgres: $(STAMP)
+	DATABASE_URL=$(TEST_DATABASE_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-sqlite: $(STAMP)
+	DATABASE_URL=sqlite:///$(CURDIR)/var/test.sqlite3 $(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache
