@@ -1,0 +1,172 @@
+"""One live gateway and one stand-in upstream per test session, as real processes on 127.0.0.1.
+
+The gateway gets a database of its own (a fresh PostgreSQL database when the suite runs on
+PostgreSQL, a fresh SQLite file otherwise), migrated by ``manage.py gateway --migrate`` exactly as an
+operator would, and is driven over HTTP only.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dj_database_url
+import httpx2
+import openai
+import psycopg
+import pytest
+
+from tests.servers.fake_upstream import StandInClient
+from tests.servers.process import ServerProcess, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+MASTER_KEY = "sk-e2e-master-key"
+UPSTREAM_KEY = "sk-upstream-secret-never-shown"
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Poll ``check`` until it returns something truthy; fail with its last value after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+        time.sleep(interval)
+
+
+def _fresh_database_url(tmp_dir: Path) -> tuple[str, Callable[[], None]]:
+    """A database for the live gateway, and how to drop it."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        return f"sqlite:///{tmp_dir / 'gateway-e2e.sqlite3'}", lambda: None
+    parts = dj_database_url.parse(url)
+    name = f"gateway_e2e_{uuid.uuid4().hex[:10]}"
+    admin = dict(host=parts["HOST"] or "127.0.0.1", port=parts["PORT"] or 5432, user=parts["USER"] or "postgres",
+                 password=parts["PASSWORD"] or None, dbname=parts["NAME"], autocommit=True)
+    with psycopg.connect(**admin) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(**admin) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    auth = parts["USER"] or "postgres"
+    if parts["PASSWORD"]:
+        auth += f":{parts['PASSWORD']}"
+    return f"postgres://{auth}@{admin['host']}:{admin['port']}/{name}", drop
+
+
+@pytest.fixture(scope="session")
+def e2e_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("e2e")
+
+
+@pytest.fixture(scope="session")
+def upstream(e2e_dir):
+    """The stand-in OpenAI-compatible provider; requires the upstream key like a real one."""
+    port = free_port()
+    server = ServerProcess([sys.executable, "-m", "tests.servers.fake_upstream", "--host", "127.0.0.1",
+                            "--port", str(port), "--api-key", UPSTREAM_KEY], log_dir=e2e_dir, name="upstream", cwd=ROOT)
+    with server:
+        server.wait_until_ready(port)
+        yield StandInClient(f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture
+def stand_in(upstream):
+    """The stand-in, its recorded requests and failure injection cleared for this test."""
+    upstream.reset()
+    upstream.clear()
+    yield upstream
+    upstream.reset()
+
+
+def gateway_config(upstream_base: str, dead_port: int) -> str:
+    return f"""
+model_list:
+  - model_name: gpt-3.5-turbo
+    litellm_params:
+      model: openai/gpt-3.5-turbo
+      api_base: {upstream_base}/v1
+      api_key: os.environ/E2E_UPSTREAM_KEY
+  - model_name: priced-model
+    litellm_params:
+      model: openai/house-model
+      api_base: {upstream_base}/v1
+      api_key: os.environ/E2E_UPSTREAM_KEY
+      input_cost_per_token: 0.0001
+      output_cost_per_token: 0.0002
+  - model_name: unpriced-model
+    litellm_params:
+      model: openai/house-model-without-price
+      api_base: {upstream_base}/v1
+      api_key: os.environ/E2E_UPSTREAM_KEY
+  - model_name: dead-model
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: http://127.0.0.1:{dead_port}/v1
+      api_key: os.environ/E2E_UPSTREAM_KEY
+  - model_name: fake-openai-endpoint
+    litellm_params:
+      model: fake/fake-openai-endpoint
+general_settings:
+  master_key: {MASTER_KEY}
+"""
+
+
+class Gateway:
+    def __init__(self, base_url: str, process: ServerProcess) -> None:
+        self.base_url = base_url
+        self.process = process
+        self.http = httpx2.Client(base_url=base_url, timeout=30, trust_env=False)
+
+    def admin(self, method: str, path: str, **kwargs) -> httpx2.Response:
+        headers = {"Authorization": f"Bearer {MASTER_KEY}", **kwargs.pop("headers", {})}
+        return self.http.request(method, path, headers=headers, **kwargs)
+
+    def new_key(self, **fields: Any) -> str:
+        response = self.admin("POST", "/key/generate", json=fields)
+        assert response.status_code == 200, response.text
+        return response.json()["key"]
+
+    def sdk(self, api_key: str = MASTER_KEY, **kwargs) -> openai.OpenAI:
+        return openai.OpenAI(api_key=api_key, base_url=self.base_url, max_retries=0, **kwargs)
+
+    def spend_logs(self, **params) -> list[dict]:
+        response = self.admin("GET", "/spend/logs", params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def spend_row(self, request_id: str) -> dict:
+        """The spend row of ``request_id``, once the batch writer has written it."""
+        rows = wait_for(lambda: self.spend_logs(request_id=request_id))
+        assert len(rows) == 1, rows
+        return rows[0]
+
+
+@pytest.fixture(scope="session")
+def gateway(e2e_dir, upstream) -> Gateway:
+    database_url, drop_database = _fresh_database_url(e2e_dir)
+    config = e2e_dir / "config.yaml"
+    config.write_text(gateway_config(upstream.base_url, dead_port=free_port()))
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
+           "GATEWAY_DATA_DIR": str(e2e_dir / "data"), "E2E_UPSTREAM_KEY": UPSTREAM_KEY,
+           "GATEWAY_SPEND_FLUSH_INTERVAL": "0.05"}
+    env.pop("GATEWAY_MASTER_KEY", None)
+    process = ServerProcess([sys.executable, "manage.py", "gateway", "--config", str(config), "--port", str(port),
+                             "--migrate"], log_dir=e2e_dir, name="gateway", env=env, cwd=ROOT)
+    try:
+        with process:
+            process.wait_until_ready(f"http://127.0.0.1:{port}/health/liveliness", timeout=60)
+            yield Gateway(f"http://127.0.0.1:{port}", process)
+    finally:
+        drop_database()
