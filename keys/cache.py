@@ -72,7 +72,9 @@ async def key_lookup(raw_key: str) -> KeyRecord | None:
 
 
 def _on_key_write(sender, instance: VirtualKey, **kwargs) -> None:
-    transaction.on_commit(lambda: key_cache.invalidate(instance.token))
+    # Read the token now: Django clears a deleted instance's primary key before on_commit runs.
+    token = instance.token
+    transaction.on_commit(lambda: key_cache.invalidate(token))
 
 
 post_save.connect(_on_key_write, sender=VirtualKey, dispatch_uid="key_cache_save")

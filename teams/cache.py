@@ -76,12 +76,15 @@ async def customer_lookup(user_id: str) -> CustomerRecord | None:
     return await customer_cache.get(user_id)
 
 
+# Ids are read at signal time: Django clears a deleted instance's primary key before on_commit runs.
 def _on_team_write(sender, instance: Team, **kwargs) -> None:
-    transaction.on_commit(lambda: team_cache.invalidate(instance.team_id))
+    team_id = instance.team_id
+    transaction.on_commit(lambda: team_cache.invalidate(team_id))
 
 
 def _on_customer_write(sender, instance: Customer, **kwargs) -> None:
-    transaction.on_commit(lambda: customer_cache.invalidate(instance.user_id))
+    user_id = instance.user_id
+    transaction.on_commit(lambda: customer_cache.invalidate(user_id))
 
 
 post_save.connect(_on_team_write, sender=Team, dispatch_uid="team_cache_save")

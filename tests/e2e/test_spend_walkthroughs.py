@@ -29,8 +29,8 @@ def test_tags_from_key_team_and_request_are_counted_and_summed(gateway, stand_in
                 "walk-team-tag": 1}
     wait_for(lambda: tag_counts(gateway, expected) == expected)
     rows = {r["individual_request_tag"]: r for r in gateway.admin("GET", "/spend/tags").json()}
-    assert rows["walk-app-ishaan-prod"]["total_spend"] == pytest.approx(3 * 0.0021)
-    assert rows["walk-key-tag"]["total_spend"] == pytest.approx(2 * 0.0021)
+    assert rows["walk-app-ishaan-prod"]["total_spend"] == pytest.approx(3 * 0.0019)
+    assert rows["walk-key-tag"]["total_spend"] == pytest.approx(2 * 0.0019)
 
 
 def test_spend_tags_rows_have_the_seed_shape(gateway, stand_in):

@@ -17,7 +17,7 @@ def test_stream_chunks_concatenate_to_the_reply(gateway, stand_in):
 
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Hello from the stand-in upstream."
-    assert len(chunks) >= 6
+    assert len(chunks) >= 5
     assert all(c.model == "gpt-3.5-turbo" for c in chunks)
 
 
@@ -35,7 +35,7 @@ def test_a_client_that_asks_for_usage_gets_the_usage_chunk(gateway, stand_in):
         model="gpt-3.5-turbo", messages=MESSAGES, stream=True, stream_options={"include_usage": True}))
 
     assert chunks[-1].choices == []
-    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (6, 6)
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (6, 5)
 
 
 def test_streamed_and_buffered_calls_cost_the_same_for_the_same_usage(gateway, stand_in):
@@ -46,7 +46,7 @@ def test_streamed_and_buffered_calls_cost_the_same_for_the_same_usage(gateway, s
     buffered_row, streamed_row = gateway.spend_row(buffered.id), gateway.spend_row(streamed_id)
 
     assert streamed_row["status"] == "success"
-    assert streamed_row["total_tokens"] == buffered_row["total_tokens"] == 12
+    assert streamed_row["total_tokens"] == buffered_row["total_tokens"] == 11
     assert streamed_row["spend"] == pytest.approx(buffered_row["spend"])
     assert streamed_row["completionStartTime"] is not None
 
