@@ -124,12 +124,9 @@ class VirtualKeyAdmin(BlockActions, admin.ModelAdmin):
             # Held on this in-memory instance only until response_add turns it into a message.
             obj._raw_secret = raw
             return
-        fields = {name: form.cleaned_data[name] for name in form.changed_data if name in KEY_FIELDS}
-        record = key_update(actor=actor, key=obj.token, **fields)
-        if "expires" in form.changed_data:
-            # key_update only takes a duration from now; the admin sets the date itself.
-            record.expires = form.cleaned_data["expires"]
-            record.save(update_fields=["expires", "updated_at"])
+        fields = {name: form.cleaned_data[name] for name in form.changed_data
+                  if name in KEY_FIELDS or name == "expires"}
+        key_update(actor=actor, key=obj.token, **fields)
 
     def response_add(self, request: HttpRequest, obj: VirtualKey, post_url_continue: str | None = None) -> HttpResponse:
         raw = obj.__dict__.pop("_raw_secret", None)

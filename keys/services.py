@@ -97,7 +97,9 @@ def key_update(*, actor: str | None, key: str, duration: str | None = None, **fi
         record.team = _team(fields.pop("team_id"))
     if "user_id" in fields:
         record.user = _user(fields.pop("user_id"))
-    if duration is not None:
+    if "expires" in fields:  # an explicit date (admin, API) wins over a duration
+        record.expires = fields.pop("expires")
+    elif duration is not None:
         record.expires = _expiry(duration, now)
     if "budget_duration" in fields and fields["budget_duration"] != record.budget_duration:
         record.budget_reset_at = _budget_reset(fields, now)

@@ -36,6 +36,7 @@ class KeyGenerateSerializer(KeyFieldsSerializer):
 
 class KeyUpdateSerializer(KeyFieldsSerializer):
     key = serializers.CharField(max_length=255)
+    expires = serializers.DateTimeField(required=False, allow_null=True)
 
 
 class KeyDeleteSerializer(serializers.Serializer):

@@ -97,6 +97,7 @@ def test_model_group_filter_offers_the_configured_models(admin_site, make_spend_
     assert "?model_group=fake-openai-endpoint" in response.content.decode()
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the planner estimate is PostgreSQL's")
 def test_paginator_reads_the_planner_estimate_for_a_big_unfiltered_table(make_spend_logs):
     make_spend_logs(200)
     with connection.cursor() as cursor:
