@@ -6,7 +6,6 @@ import logging
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
@@ -30,7 +29,7 @@ def _flatten(detail, prefix: str = "") -> list[str]:
     if isinstance(detail, dict):
         out: list[str] = []
         for key, value in detail.items():
-            name = key if key != "non_field_errors" else ""
+            name = "" if key == "non_field_errors" else str(key)
             out.extend(_flatten(value, f"{prefix}.{name}" if prefix and name else (name or prefix)))
         return out
     if isinstance(detail, list):
@@ -52,6 +51,8 @@ def exception_handler(exc, context):
         set_rollback()
         message = "; ".join(_flatten(exc.detail)) or "Invalid request"
         param = next(iter(exc.detail), None) if isinstance(exc.detail, dict) else None
+        if param == "non_field_errors":  # e.g. a JSON body that is not an object
+            param = "request_body"
         return Response(error_body(message, status=400, type="bad_request_error", param=param), status=400)
     if isinstance(exc, drf_exceptions.ParseError):
         set_rollback()
@@ -78,9 +79,3 @@ def exception_handler(exc, context):
     logger.exception("unhandled error in %s", context.get("view").__class__.__name__)
     set_rollback()
     return Response(error_body("Internal server error", status=500, type="internal_server_error"), status=500)
-
-
-class AnyContentTypeJSONParser(JSONParser):
-    """Management calls are JSON whatever Content-Type a script sends (curl -d defaults to a form)."""
-
-    media_type = "*/*"

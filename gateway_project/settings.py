@@ -131,7 +131,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["teams.permissions.IsProxyAdmin"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["gateway_project.drf.AnyContentTypeJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["gateway_project.parsers.AnyContentTypeJSONParser"],
     "EXCEPTION_HANDLER": "gateway_project.drf.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }

@@ -36,7 +36,10 @@ def _user(user_id: str | None) -> User | None:
     """The key's owner; like LiteLLM, an unknown user_id creates an internal user."""
     if user_id is None:
         return None
-    user, _ = User.objects.get_or_create(username=user_id, defaults={"role": UserRole.INTERNAL_USER})
+    user, created = User.objects.get_or_create(username=user_id, defaults={"role": UserRole.INTERNAL_USER})
+    if created:
+        user.set_unusable_password()  # API-created users sign in with keys or SSO, never a password
+        user.save(update_fields=["password"])
     return user
 
 
