@@ -4,9 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 
-# The embedded default: SQLite in ./var, no Redis, the demo config's fake model.
+# The embedded default: SQLite in ./var, no Redis, the demo config's fake model, master key sk-1234
+# unless GATEWAY_MASTER_KEY is set.
 GATEWAY_MASTER_KEY ?= sk-1234
-export GATEWAY_MASTER_KEY
 # The test suite's PostgreSQL (pytest-django creates and drops its own test database there).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
@@ -23,7 +23,7 @@ install: $(STAMP)
 
 ## Start the gateway on http://127.0.0.1:4000 (CONFIG=path/to/config.yaml to use your own)
 run: $(STAMP)
-	$(PY) manage.py gateway $(if $(CONFIG),--config $(CONFIG)) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+	GATEWAY_MASTER_KEY=$(GATEWAY_MASTER_KEY) $(PY) manage.py gateway $(if $(CONFIG),--config $(CONFIG)) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 ## Run the whole test suite: on PostgreSQL, then again on SQLite (the embedded default)
 test: $(STAMP)

@@ -1,12 +1,31 @@
 """What a provider adapter does: turn an OpenAI-format request into the provider's call, and the
-provider's answer (or stream) back into OpenAI format. Errors leave as ``UpstreamError``."""
+provider's answer (or stream) back into OpenAI format. Failures leave as ``UpstreamError``, with the
+provider's key and address removed from the message.
+
+``HttpProvider`` holds what every HTTP adapter shares (pooled client, timeouts, error mapping,
+redaction, SSE line reading); an adapter says how to build its URL, headers and bodies.
+"""
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+import httpx2
+import orjson
+
+from gateway_project.config.schema import LitellmParams
+from gateway_project.errors import InvalidRequestError, UpstreamError
+from proxy.http import ClientPool
+
+logger = logging.getLogger("gateway.upstream")
+
 # Fields the gateway consumes itself; they never reach a provider.
 GATEWAY_FIELDS = frozenset({"metadata", "litellm_metadata", "guardrails", "mock_response"})
+
+_TYPES_BY_STATUS = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_denied",
+                    404: "not_found_error", 408: "timeout", 409: "conflict", 413: "invalid_request_error",
+                    422: "invalid_request_error", 429: "rate_limit_error"}
 
 
 class Provider(Protocol):
@@ -19,8 +38,131 @@ class Provider(Protocol):
     def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """``chat.completion.chunk`` objects; the last carries ``usage`` when the provider sent it."""
 
+    async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A ``text_completion`` object."""
+
+    async def embedding(self, body: dict[str, Any]) -> dict[str, Any]:
+        """An embeddings ``list`` object."""
+
 
 def upstream_body(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
     payload = {name: value for name, value in body.items() if name not in GATEWAY_FIELDS}
     payload["model"] = upstream_model
     return payload
+
+
+class HttpProvider:
+    """Shared plumbing of adapters that call an HTTP API through the pooled clients."""
+
+    name = "http"
+    default_api_base = ""
+
+    def __init__(self, params: LitellmParams, *, model_group: str, clients: ClientPool,
+                 default_timeout: float) -> None:
+        self.params = params
+        self.api_base = (params.api_base or self.default_api_base).rstrip("/")
+        self.model = params.upstream_model
+        self.model_group = model_group
+        self._clients = clients
+        self.timeout = params.timeout or default_timeout
+        self.stream_timeout = params.stream_timeout or self.timeout
+        self._secret = params.api_key
+
+    # What an adapter may override --------------------------------------------------------------
+
+    def headers(self) -> dict[str, str]:
+        return {"content-type": "application/json"}
+
+    async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise InvalidRequestError(f"{self.name} deployments do not support /completions", param="model")
+
+    async def embedding(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise InvalidRequestError(f"{self.name} deployments do not support /embeddings", param="model")
+
+    # Shared plumbing ---------------------------------------------------------------------------
+
+    async def post_json(self, url: str, payload: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        response = await self.send(url, payload, timeout or self.timeout)
+        return self.json_body(response)
+
+    async def send(self, url: str, payload: dict[str, Any], timeout: float, *, stream: bool = False) -> httpx2.Response:
+        """POST ``payload``; a transport failure or an error status raises UpstreamError."""
+        client = self._clients.get(self.api_base)
+        request = client.build_request("POST", url, content=orjson.dumps(payload), headers=self.headers(),
+                                       timeout=timeout)
+        try:
+            response = await client.send(request, stream=stream)
+        except httpx2.TimeoutException:
+            raise self.error(408, f"the upstream did not answer within {timeout:g}s") from None
+        except httpx2.TransportError as exc:
+            logger.warning("model group %s: upstream unreachable: %s", self.model_group, type(exc).__name__)
+            raise self.error(502, "could not connect to the upstream") from None
+        if response.status_code >= 400:
+            await response.aread()
+            await response.aclose()
+            raise self.failure(response)
+        return response
+
+    async def sse_data(self, response: httpx2.Response) -> AsyncIterator[str]:
+        """The ``data:`` payloads of a server-sent-events response, until ``[DONE]`` or its end."""
+        try:
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    yield data
+        except httpx2.TimeoutException:
+            raise self.error(408, "the upstream stopped sending before the stream was complete") from None
+        except httpx2.TransportError:
+            raise self.error(502, "the upstream connection broke before the stream was complete") from None
+        finally:
+            await response.aclose()
+
+    def json_body(self, response: httpx2.Response) -> dict[str, Any]:
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise self.error(502, "the upstream answered with a body that is not JSON") from None
+        if not isinstance(body, dict):
+            raise self.error(502, "the upstream answered with an unexpected JSON shape")
+        return body
+
+    def loads_chunk(self, data: str) -> dict[str, Any]:
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise self.error(502, "the upstream sent a malformed stream chunk") from None
+        if not isinstance(chunk, dict):
+            raise self.error(502, "the upstream sent a malformed stream chunk")
+        return chunk
+
+    def failure(self, response: httpx2.Response) -> UpstreamError:
+        """The provider's error answer, as an UpstreamError with the provider's status."""
+        status = response.status_code
+        message, kind = f"the upstream answered {status}", _TYPES_BY_STATUS.get(status, "api_error")
+        try:
+            error = orjson.loads(response.content).get("error")
+        except (orjson.JSONDecodeError, AttributeError):
+            error = None
+        if isinstance(error, dict):
+            message = str(error.get("message") or message)
+            kind = error.get("type") if isinstance(error.get("type"), str) else kind
+        elif isinstance(error, str):
+            message = error
+        headers = {}
+        if response.headers.get("retry-after"):
+            headers["retry-after"] = response.headers["retry-after"]
+        return self.error(status, message, type=kind, headers=headers)
+
+    def error(self, status: int, message: str, *, type: str | None = None,
+              headers: dict[str, str] | None = None) -> UpstreamError:
+        text = self.redact(f"{message} (model group {self.model_group})")
+        kind = type or ("timeout" if status == 408 else "api_connection_error" if status == 502 else "api_error")
+        return UpstreamError(text, status=status, type=kind, headers=headers)
+
+    def redact(self, text: str) -> str:
+        """An upstream's key or address must never reach a client or a log line."""
+        if self._secret:
+            text = text.replace(self._secret, "[REDACTED]")
+        return text.replace(self.api_base, "[upstream]") if self.api_base else text
