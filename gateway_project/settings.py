@@ -107,8 +107,8 @@ REDIS_URL = env_secret("REDIS_URL")
 # Path of the LiteLLM-format config.yaml; empty means the built-in demo config.
 GATEWAY_CONFIG = env_str("GATEWAY_CONFIG") or None
 GATEWAY_MASTER_KEY = env_secret("GATEWAY_MASTER_KEY")
-# Seconds a cached key/team snapshot may be served before it is read again. With Redis, writes also
-# invalidate at once on every instance; without it this bounds how stale another worker can be.
+# Seconds a cached key/team snapshot may be served before it is read again. A write invalidates the
+# entry at once in the process that made it; this bounds how stale any other worker can be.
 GATEWAY_CACHE_TTL = env_float("GATEWAY_CACHE_TTL", 5.0)
 # Spend rows are written in batches: at most this many seconds apart, or this many rows.
 GATEWAY_SPEND_FLUSH_INTERVAL = env_float("GATEWAY_SPEND_FLUSH_INTERVAL", 1.0)

@@ -10,13 +10,14 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 
 from gateway_project.errors import GatewayError, error_body, error_json
-from proxy.routes import chat, health, models
+from proxy.routes import chat, completions, health, models
 
 logger = logging.getLogger("gateway.proxy")
 
 api = NinjaAPI(title=settings.DOCS_TITLE, description=settings.DOCS_DESCRIPTION, version="1.0.0",
                docs_url="/docs", urls_namespace="proxy")
 api.add_router("", chat.router)
+api.add_router("", completions.router)
 api.add_router("", models.router)
 api.add_router("", health.router)
 

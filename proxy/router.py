@@ -1,29 +1,43 @@
-"""Public model name → its deployments, and the pick of one deployment for a call."""
+"""Public model name → its deployments; which deployment takes a call, and which are cooling down.
+
+State is per process (in-flight counts, latency averages, recent failures): each worker balances
+and cools down on what it sees itself, which needs no coordination and reacts within one request.
+"""
 from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+import time
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from gateway_project.config.schema import Deployment
+from gateway_project.config.schema import Deployment, Reliability
 from proxy.http import ClientPool
 from proxy.providers.registry import provider_class
 from spend.cost import resolve_price
 from spend.prices import Price
 
+FAILURE_WINDOW = 60.0  # seconds: allowed_fails counts failures within this window
+LATENCY_SMOOTHING = 0.3
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(eq=False)
 class Route:
-    """One deployment, ready to call."""
+    """One deployment, ready to call, with what this process has seen of it."""
 
     id: str
     model_group: str
     deployment: Deployment
     provider: Any
     price: Price | None
+    weight: float
+    in_flight: int = 0
+    latency: float | None = None
+    cooldown_until: float = 0.0
+    failures: deque = field(default_factory=deque)
 
     @property
     def upstream_model(self) -> str:
@@ -32,6 +46,9 @@ class Route:
     @property
     def provider_name(self) -> str:
         return self.deployment.litellm_params.provider
+
+    def cooling_down(self, now: float) -> bool:
+        return self.cooldown_until > now
 
 
 def deployment_id(deployment: Deployment) -> str:
@@ -53,15 +70,32 @@ def _price(deployment: Deployment) -> Price | None:
     )
 
 
+def _weight(deployment: Deployment) -> float:
+    """simple-shuffle weight: ``weight``, else rpm, else tpm, else 1."""
+    params = deployment.litellm_params
+    return float(params.weight or params.rpm or params.tpm or 1)
+
+
+class NoHealthyDeployment(Exception):
+    """Every deployment of the group is cooling down; ``retry_after`` seconds until the first is back."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
 class Router:
-    def __init__(self, deployments: tuple[Deployment, ...], *, clients: ClientPool, default_timeout: float) -> None:
+    def __init__(self, deployments: tuple[Deployment, ...], *, clients: ClientPool, default_timeout: float,
+                 strategy: str = "simple-shuffle", reliability: Reliability | None = None) -> None:
+        self.strategy = strategy
+        self.reliability = reliability
         self._groups: dict[str, list[Route]] = {}
         for deployment in deployments:
             params = deployment.litellm_params
             provider = provider_class(params.provider)(
                 params, model_group=deployment.model_name, clients=clients, default_timeout=default_timeout)
-            route = Route(id=deployment_id(deployment), model_group=deployment.model_name,
-                          deployment=deployment, provider=provider, price=_price(deployment))
+            route = Route(id=deployment_id(deployment), model_group=deployment.model_name, deployment=deployment,
+                          provider=provider, price=_price(deployment), weight=_weight(deployment))
             self._groups.setdefault(deployment.model_name, []).append(route)
 
     @property
@@ -71,8 +105,62 @@ class Router:
     def routes(self, model_group: str) -> list[Route]:
         return self._groups.get(model_group, [])
 
-    def pick(self, model_group: str) -> Route | None:
+    def has(self, model_group: str) -> bool:
+        return model_group in self._groups
+
+    def pick(self, model_group: str, *, exclude: frozenset[str] = frozenset()) -> Route | None:
+        """A deployment for one attempt: not cooling down, preferably not tried yet in this call.
+
+        None when the group does not exist; NoHealthyDeployment when all of it is cooling down.
+        """
         routes = self._groups.get(model_group)
         if not routes:
             return None
-        return routes[0] if len(routes) == 1 else random.choice(routes)
+        now = time.monotonic()
+        healthy = [r for r in routes if not r.cooling_down(now)]
+        if not healthy:
+            raise NoHealthyDeployment(min(r.cooldown_until for r in routes) - now)
+        untried = [r for r in healthy if r.id not in exclude] or healthy
+        if len(untried) == 1:
+            return untried[0]
+        return self._choose(untried)
+
+    def _choose(self, routes: list[Route]) -> Route:
+        if self.strategy == "least-busy":
+            fewest = min(r.in_flight for r in routes)
+            return random.choice([r for r in routes if r.in_flight == fewest])
+        if self.strategy == "latency-based-routing":
+            unmeasured = [r for r in routes if r.latency is None]
+            if unmeasured:
+                return random.choice(unmeasured)
+            return min(routes, key=lambda r: r.latency)
+        return random.choices(routes, weights=[r.weight for r in routes])[0]
+
+    # What happened on a call -------------------------------------------------------------------
+
+    def started(self, route: Route) -> None:
+        route.in_flight += 1
+
+    def finished(self, route: Route) -> None:
+        route.in_flight = max(0, route.in_flight - 1)
+
+    def succeeded(self, route: Route, seconds: float) -> None:
+        if route.latency is None:
+            route.latency = seconds
+        else:
+            route.latency += LATENCY_SMOOTHING * (seconds - route.latency)
+
+    def failed(self, route: Route) -> bool:
+        """Count a failure; cool the deployment down past ``allowed_fails`` a minute. True if it did."""
+        if self.reliability is None:
+            return False
+        now = time.monotonic()
+        failures = route.failures
+        failures.append(now)
+        while failures and failures[0] < now - FAILURE_WINDOW:
+            failures.popleft()
+        if len(failures) > self.reliability.allowed_fails and self.reliability.cooldown_time > 0:
+            route.cooldown_until = now + self.reliability.cooldown_time
+            failures.clear()
+            return True
+        return False

@@ -33,10 +33,13 @@ _runtime: Runtime | None = None
 
 
 def build(config: GatewayConfig) -> Runtime:
-    request_timeout = config.litellm_settings.request_timeout or settings.GATEWAY_UPSTREAM_TIMEOUT
+    request_timeout = (config.router_settings.timeout or config.litellm_settings.request_timeout
+                       or settings.GATEWAY_UPSTREAM_TIMEOUT)
     clients = ClientPool(timeout=request_timeout)
     master = config.general_settings.master_key
-    return Runtime(config=config, router=Router(config.model_list, clients=clients, default_timeout=request_timeout),
+    router = Router(config.model_list, clients=clients, default_timeout=request_timeout,
+                    strategy=config.router_settings.routing_strategy, reliability=config.reliability)
+    return Runtime(config=config, router=router,
                    clients=clients, master_key=master, master_key_digest=digest(master) if master else None,
                    started_at=int(time.time()))
 

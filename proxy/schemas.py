@@ -35,6 +35,24 @@ class ChatCompletionRequest(BaseModel):
         default=None, description="Gateway-only: tags, spend_logs_metadata, generation_name… (not forwarded)")
 
 
+class CompletionRequest(BaseModel):
+    """OpenAI's (legacy) text completion request."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    prompt: str | list[str]
+    user: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    user: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
 def _kind(value: Any) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
 
@@ -59,11 +77,20 @@ def require(body: dict[str, Any], name: str, expected: type, description: str) -
     return value
 
 
-def parse_chat_request(raw: bytes) -> dict[str, Any]:
-    body = parse_json_object(raw)
-    model = require(body, "model", str, "a string")
-    if not model:
+def _model(body: dict[str, Any]) -> None:
+    if not require(body, "model", str, "a string"):
         raise InvalidRequestError("Invalid value for 'model': it must not be empty.", param="model")
+
+
+def _optional(body: dict[str, Any], name: str, expected: type, description: str) -> None:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, expected) or isinstance(value, bool) and expected is not bool):
+        raise InvalidRequestError(f"Invalid type for '{name}': expected {description}, but got {_kind(value)} "
+                                  "instead.", param=name)
+
+
+def validate_chat(body: dict[str, Any]) -> dict[str, Any]:
+    _model(body)
     messages = require(body, "messages", list, "an array")
     if not messages:
         raise InvalidRequestError("Invalid value for 'messages': it must contain at least one message.",
@@ -72,10 +99,27 @@ def parse_chat_request(raw: bytes) -> dict[str, Any]:
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise InvalidRequestError(
                 f"Invalid value for 'messages[{index}]': expected an object with a string 'role'.", param="messages")
-    if "stream" in body and not isinstance(body["stream"], bool):
-        raise InvalidRequestError(f"Invalid type for 'stream': expected a boolean, but got {_kind(body['stream'])} "
-                                  "instead.", param="stream")
-    if "user" in body and body["user"] is not None and not isinstance(body["user"], str):
-        raise InvalidRequestError(f"Invalid type for 'user': expected a string, but got {_kind(body['user'])} "
-                                  "instead.", param="user")
+    _optional(body, "stream", bool, "a boolean")
+    _optional(body, "user", str, "a string")
+    return body
+
+
+def validate_completion(body: dict[str, Any]) -> dict[str, Any]:
+    _model(body)
+    prompt = require(body, "prompt", (str, list), "a string or an array")
+    if isinstance(prompt, list) and not prompt:
+        raise InvalidRequestError("Invalid value for 'prompt': it must not be empty.", param="prompt")
+    if body.get("stream") is True:
+        raise InvalidRequestError("Streaming is not supported on /completions; use /chat/completions.",
+                                  param="stream")
+    _optional(body, "user", str, "a string")
+    return body
+
+
+def validate_embedding(body: dict[str, Any]) -> dict[str, Any]:
+    _model(body)
+    value = require(body, "input", (str, list), "a string or an array")
+    if isinstance(value, list) and not value:
+        raise InvalidRequestError("Invalid value for 'input': it must not be empty.", param="input")
+    _optional(body, "user", str, "a string")
     return body

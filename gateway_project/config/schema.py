@@ -5,7 +5,8 @@ migrated config starts; a known key of the wrong type stops start-up with the fi
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -25,6 +26,7 @@ class LitellmParams(_Frozen):
     stream_timeout: float | None = Field(default=None, gt=0)
     input_cost_per_token: float | None = Field(default=None, ge=0)
     output_cost_per_token: float | None = Field(default=None, ge=0)
+    weight: float | None = Field(default=None, gt=0)
 
     @field_validator("model")
     @classmethod
@@ -67,15 +69,48 @@ class GeneralSettings(_Frozen):
     enforced_params: tuple[str, ...] = ()
 
 
-class LitellmSettings(_Frozen):
+Fallbacks = tuple[dict[str, tuple[str, ...]], ...]
+
+
+class _Reliability(_Frozen):
+    """Retry, fallback and cooldown settings: accepted in router_settings and litellm_settings."""
+
+    num_retries: int | None = Field(default=None, ge=0)
+    allowed_fails: int | None = Field(default=None, ge=0)
+    cooldown_time: float | None = Field(default=None, ge=0)
+    fallbacks: Fallbacks | None = None
+    context_window_fallbacks: Fallbacks | None = None
+    default_fallbacks: tuple[str, ...] | None = None
+
+
+class LitellmSettings(_Reliability):
     callbacks: tuple[str, ...] = ()
     drop_params: bool = False
     request_timeout: float | None = Field(default=None, gt=0)
 
 
-class RouterSettings(_Frozen):
-    routing_strategy: str = "simple-shuffle"
-    num_retries: int = Field(default=0, ge=0)
+class RouterSettings(_Reliability):
+    routing_strategy: Literal["simple-shuffle", "least-busy", "latency-based-routing"] = "simple-shuffle"
+    timeout: float | None = Field(default=None, gt=0)
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """The effective settings: router_settings wins over litellm_settings, then the defaults."""
+
+    num_retries: int
+    allowed_fails: int
+    cooldown_time: float
+    fallbacks: dict[str, tuple[str, ...]]
+    context_window_fallbacks: dict[str, tuple[str, ...]]
+    default_fallbacks: tuple[str, ...]
+
+
+def _merge(entries: Fallbacks | None) -> dict[str, tuple[str, ...]]:
+    merged: dict[str, tuple[str, ...]] = {}
+    for entry in entries or ():
+        merged.update(entry)
+    return merged
 
 
 class GatewayConfig(BaseModel):
@@ -87,6 +122,20 @@ class GatewayConfig(BaseModel):
     router_settings: RouterSettings = RouterSettings()
     environment_variables: dict[str, str] = Field(default_factory=dict)
     source: str = "built-in demo config"
+
+    @property
+    def reliability(self) -> Reliability:
+        router, module = self.router_settings, self.litellm_settings
+
+        def pick(name: str, default):
+            value = getattr(router, name)
+            value = getattr(module, name) if value is None else value
+            return default if value is None else value
+
+        return Reliability(num_retries=pick("num_retries", 0), allowed_fails=pick("allowed_fails", 3),
+                           cooldown_time=pick("cooldown_time", 5.0), fallbacks=_merge(pick("fallbacks", ())),
+                           context_window_fallbacks=_merge(pick("context_window_fallbacks", ())),
+                           default_fallbacks=tuple(pick("default_fallbacks", ())))
 
     @property
     def model_names(self) -> tuple[str, ...]:

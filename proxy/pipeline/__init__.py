@@ -1,9 +1,12 @@
 """The request pipeline: ordered steps, each a short function that raises a GatewayError to say no.
 
-Read top to bottom, ``run_chat`` is the life of a chat completion. Whatever happens, an
-authenticated request leaves one spend record (streams record when the relay ends).
+Read top to bottom, ``run`` is the life of a proxied call. Whatever happens, an authenticated
+request leaves one spend record (streams record when the relay ends).
 """
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from django.http import HttpResponse
 
@@ -11,20 +14,28 @@ from gateway_project.errors import GatewayError
 from proxy.pipeline import auth, params, upstream
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.record import record_call
-from proxy.schemas import parse_chat_request
+from proxy.schemas import parse_json_object
+
+# call type → the provider method that serves it
+OPERATIONS = {"chat": "chat", "completion": "completion", "embedding": "embedding"}
 
 
-async def run_chat(ctx: RequestContext, raw_body: bytes) -> HttpResponse:
+async def run(ctx: RequestContext, raw_body: bytes, validate: Callable[[dict[str, Any]], dict[str, Any]],
+              *, model: str | None = None) -> HttpResponse:
+    """``model`` comes from the path on Azure-style routes; otherwise from the body."""
     try:
         await auth.authenticate(ctx)
-        ctx.body = parse_chat_request(raw_body)
+        body = parse_json_object(raw_body)
+        if model is not None:
+            body["model"] = model
+        ctx.body = validate(body)
         ctx.model_group = ctx.body["model"]
-        ctx.stream = ctx.body.get("stream") is True
+        ctx.stream = ctx.call_type == "chat" and ctx.body.get("stream") is True
         params.merge_metadata(ctx)
         params.check_model(ctx)
         if ctx.stream:
             return await upstream.respond_stream(ctx)
-        return await upstream.respond(ctx)
+        return await upstream.respond(ctx, OPERATIONS[ctx.call_type])
     except GatewayError as exc:
         ctx.error = exc
         raise

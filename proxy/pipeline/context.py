@@ -5,6 +5,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest
@@ -54,6 +55,9 @@ class RequestContext:
     end_user: str | None = None
     error: GatewayError | None = None
     recorded: bool = False
+    attempted_retries: int = 0
+    attempted_fallbacks: int = 0
+    release: Callable[[], None] | None = None   # frees the deployment a stream holds
 
     @property
     def requester_ip(self) -> str | None:

@@ -38,6 +38,8 @@ def _metadata(ctx: RequestContext) -> dict:
     }
     if not ctx.spend_known:
         metadata["cost_unknown"] = True
+    if ctx.route is not None and ctx.route.model_group != ctx.model_group:
+        metadata["fallback_model_group"] = ctx.route.model_group
     if ctx.error is not None:
         metadata["error_information"] = {"error_code": str(ctx.error.status), "error_class": type(ctx.error).__name__,
                                          "error_message": ctx.error.message}

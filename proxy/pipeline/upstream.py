@@ -1,4 +1,5 @@
-"""Step 7: call the picked deployment; answer buffered, or relay the stream chunk by chunk."""
+"""Step 7: call a deployment (with retries and fallbacks); answer buffered, or relay the stream
+chunk by chunk."""
 from __future__ import annotations
 
 import asyncio
@@ -11,8 +12,10 @@ import orjson
 from django.http import HttpResponse, StreamingHttpResponse
 
 from gateway_project.errors import GatewayError, UpstreamError
+from proxy.pipeline.attempts import call_upstream
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.record import price_call, record_call
+from proxy.router import Route
 
 _DONE = b"data: [DONE]\n\n"
 
@@ -22,7 +25,8 @@ def _headers(ctx: RequestContext) -> dict[str, str]:
         "x-litellm-call-id": ctx.call_id,
         "x-litellm-model-id": ctx.route.id,
         "x-litellm-model-group": ctx.model_group,
-        "x-litellm-attempted-retries": "0",
+        "x-litellm-attempted-retries": str(ctx.attempted_retries),
+        "x-litellm-attempted-fallbacks": str(ctx.attempted_fallbacks),
     }
 
 
@@ -32,9 +36,10 @@ def _take_usage(ctx: RequestContext, usage: Any) -> None:
         ctx.completion_tokens = int(usage.get("completion_tokens") or 0)
 
 
-async def respond(ctx: RequestContext) -> HttpResponse:
+async def respond(ctx: RequestContext, operation: str) -> HttpResponse:
+    """A buffered call: ``operation`` is the provider method (chat, completion, embedding)."""
     ctx.upstream_started = time.perf_counter()
-    body = await ctx.route.provider.chat(ctx.body)
+    body = await call_upstream(ctx, lambda route: getattr(route.provider, operation)(ctx.body))
     ctx.upstream_seconds = time.perf_counter() - ctx.upstream_started
     ctx.response_id = body.get("id") if isinstance(body.get("id"), str) else None
     _take_usage(ctx, body.get("usage"))
@@ -47,44 +52,53 @@ async def respond(ctx: RequestContext) -> HttpResponse:
     return HttpResponse(orjson.dumps(body), content_type="application/json", headers=headers)
 
 
-async def respond_stream(ctx: RequestContext) -> StreamingHttpResponse:
-    """Open the upstream stream; an error before its first chunk is an ordinary error response."""
-    ctx.upstream_started = time.perf_counter()
-    chunks = ctx.route.provider.chat_stream(ctx.body)
+async def _open_stream(ctx: RequestContext, route: Route) -> tuple[AsyncIterator[dict], dict | None]:
+    """Start the stream and wait for its first chunk: until then a failure can still be retried."""
+    chunks = route.provider.chat_stream(ctx.body)
     try:
-        first = await anext(chunks, None)
+        return chunks, await anext(chunks, None)
     except BaseException:
         await chunks.aclose()
         raise
+
+
+async def respond_stream(ctx: RequestContext) -> StreamingHttpResponse:
+    ctx.upstream_started = time.perf_counter()
+    chunks, first = await call_upstream(ctx, lambda route: _open_stream(ctx, route), hold=True)
     options = ctx.body.get("stream_options")
     wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-    response = StreamingHttpResponse(_relay(ctx, chunks, first, wants_usage), content_type="text/event-stream",
-                                     headers={**_headers(ctx), "cache-control": "no-cache", "x-accel-buffering": "no"})
-    return response
+    return StreamingHttpResponse(_relay(ctx, chunks, first, wants_usage), content_type="text/event-stream",
+                                 headers={**_headers(ctx), "cache-control": "no-cache", "x-accel-buffering": "no"})
+
+
+def _observe(ctx: RequestContext, chunk: dict) -> int:
+    """Note the chunk's id, usage and first-token time; return how many content deltas it carries."""
+    if ctx.completion_start_time is None:
+        ctx.completion_start_time = datetime.now(timezone.utc)
+    if ctx.response_id is None and isinstance(chunk.get("id"), str):
+        ctx.response_id = chunk["id"]
+    if chunk.get("usage"):
+        _take_usage(ctx, chunk["usage"])
+    deltas = 0
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls")):
+            deltas += 1
+    return deltas
 
 
 async def _relay(ctx: RequestContext, chunks: AsyncIterator[dict], first: dict | None,
                  wants_usage: bool) -> AsyncIterator[bytes]:
-    streamed_text = 0
+    content_deltas = 0
     try:
         chunk = first
         while chunk is not None:
-            if ctx.completion_start_time is None:
-                ctx.completion_start_time = datetime.now(timezone.utc)
-            if ctx.response_id is None and isinstance(chunk.get("id"), str):
-                ctx.response_id = chunk["id"]
-            usage = chunk.get("usage")
-            if usage:
-                _take_usage(ctx, usage)
-            for choice in chunk.get("choices") or ():
-                delta = choice.get("delta") if isinstance(choice, dict) else None
-                if isinstance(delta, dict) and delta.get("content"):
-                    streamed_text += 1
+            content_deltas += _observe(ctx, chunk)
             chunk["model"] = ctx.model_group
-            # The gateway always asks for usage; a client that did not ask does not get the extra chunk.
-            if wants_usage or chunk.get("choices") or not usage:
-                if not wants_usage and "usage" in chunk:
-                    chunk.pop("usage")
+            # The gateway always asks for usage; a client that did not ask does not get it.
+            if not wants_usage:
+                chunk.pop("usage", None)
+            if chunk.get("choices") or wants_usage:
                 yield b"data: " + orjson.dumps(chunk) + b"\n\n"
             chunk = await anext(chunks, None)
         yield _DONE
@@ -94,16 +108,15 @@ async def _relay(ctx: RequestContext, chunks: AsyncIterator[dict], first: dict |
         yield b"data: " + orjson.dumps(exc.body()) + b"\n\n"
     except BaseException as exc:
         # The client went away (cancelled) or something broke: still record what was streamed.
-        ctx.error = UpstreamError("the stream ended before it was complete", status=499 if _is_cancel(exc) else 500,
+        cancelled = isinstance(exc, (asyncio.CancelledError, GeneratorExit))
+        ctx.error = UpstreamError("the stream ended before it was complete", status=499 if cancelled else 500,
                                   type="stream_interrupted")
         raise
     finally:
         ctx.upstream_seconds = time.perf_counter() - (ctx.upstream_started or ctx.started)
-        if not ctx.completion_tokens and streamed_text:
-            ctx.completion_tokens = streamed_text  # no usage from upstream: count content chunks
+        if not ctx.completion_tokens and content_deltas:
+            ctx.completion_tokens = content_deltas  # no usage from upstream: count content chunks
         await chunks.aclose()
+        if ctx.release is not None:
+            ctx.release()
         record_call(ctx)
-
-
-def _is_cancel(exc: BaseException) -> bool:
-    return isinstance(exc, (asyncio.CancelledError, GeneratorExit))

@@ -1,6 +1,7 @@
 """The built-in fake model: answers locally, so a first request works with no provider key."""
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +21,12 @@ def _words(body: dict[str, Any]) -> int:
         elif isinstance(content, list):
             count += sum(len(str(part.get("text", "")).split()) for part in content if isinstance(part, dict))
     return max(count, 1)
+
+
+def _vector(text: str, size: int = 8) -> list[float]:
+    """A deterministic unit-free vector: the same text always embeds the same."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round(byte / 255, 6) for byte in digest[:size]]
 
 
 class FakeProvider:
@@ -47,6 +54,26 @@ class FakeProvider:
                          "finish_reason": "stop"}],
             "usage": self._usage(body, reply),
         }
+
+    async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        reply = self._reply(body)
+        prompt = body.get("prompt")
+        prompt_tokens = sum(len(str(p).split()) for p in (prompt if isinstance(prompt, list) else [prompt])) or 1
+        return {
+            "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+            "model": self._model,
+            "choices": [{"text": " ".join(reply), "index": 0, "logprobs": None, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(reply),
+                      "total_tokens": prompt_tokens + len(reply)},
+        }
+
+    async def embedding(self, body: dict[str, Any]) -> dict[str, Any]:
+        texts = body.get("input")
+        texts = texts if isinstance(texts, list) else [texts]
+        data = [{"object": "embedding", "index": i, "embedding": _vector(str(text))} for i, text in enumerate(texts)]
+        tokens = sum(len(str(text).split()) for text in texts) or 1
+        return {"object": "list", "model": self._model, "data": data,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         reply = self._reply(body)

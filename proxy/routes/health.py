@@ -1,16 +1,28 @@
-"""Liveness (the process answers) and readiness (it can do its job: the database answers)."""
+"""Liveness (the process answers), readiness (the database answers), and /health (each deployment
+answers a tiny real request)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 
+import orjson
 from asgiref.sync import sync_to_async
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router
+
+from gateway_project.errors import GatewayError, PermissionDeniedError
+from proxy.pipeline import auth
+from proxy.pipeline.context import RequestContext
+from proxy.router import Route
+from proxy.runtime import get_runtime
+from teams.models import UserRole
 
 logger = logging.getLogger("gateway.health")
 
 router = Router(tags=["health"])
+
+PROBE_TIMEOUT = 30.0
 
 
 async def liveliness(request: HttpRequest) -> JsonResponse:
@@ -34,6 +46,40 @@ async def readiness(request: HttpRequest) -> JsonResponse:
     if await _database_answers():
         return JsonResponse({"status": "healthy", "db": "connected"})
     return JsonResponse({"status": "unhealthy", "db": "Not connected"}, status=503)
+
+
+async def _probe(route: Route) -> dict | None:
+    """None when the deployment answered; else what went wrong."""
+    provider = route.provider
+    try:
+        if route.deployment.model_info.mode == "embedding":
+            call = provider.embedding({"input": ["ping"]})
+        else:
+            call = provider.chat({"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1})
+        await asyncio.wait_for(call, PROBE_TIMEOUT)
+        return None
+    except asyncio.TimeoutError:
+        return {"error": f"no answer within {PROBE_TIMEOUT:g}s"}
+    except GatewayError as exc:
+        return {"error": exc.message, "status": exc.status}
+
+
+@router.get("/health", summary="Probe every deployment (proxy admins)")
+async def health(request: HttpRequest) -> HttpResponse:
+    ctx = RequestContext(request=request, call_type="health")
+    await auth.authenticate(ctx)
+    if ctx.principal.role != UserRole.PROXY_ADMIN:
+        raise PermissionDeniedError("Only proxy admins may probe the deployments (/health).")
+    routes = [route for name in get_runtime().router.model_names for route in get_runtime().router.routes(name)]
+    results = await asyncio.gather(*(_probe(route) for route in routes))
+    healthy, unhealthy = [], []
+    for route, problem in zip(routes, results):
+        entry = {"model": route.model_group, "model_id": route.id, "api_base": route.provider.api_base,
+                 "provider": route.provider_name}
+        (healthy if problem is None else unhealthy).append(entry if problem is None else {**entry, **problem})
+    body = {"healthy_endpoints": healthy, "unhealthy_endpoints": unhealthy,
+            "healthy_count": len(healthy), "unhealthy_count": len(unhealthy)}
+    return HttpResponse(orjson.dumps(body), content_type="application/json")
 
 
 for _path, _operation in (("/health/liveliness", "liveliness"), ("/health/liveness", "liveness")):
