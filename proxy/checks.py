@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.core.checks import Error, register
 
 from gateway_project.config import ConfigError, get_config
-from proxy.providers.registry import PROVIDERS
+from proxy.providers.registry import PROVIDERS, provider_class
 
 
 @register("gateway")
@@ -13,10 +13,14 @@ def check_providers(app_configs, **kwargs):
         config = get_config()
     except ConfigError:
         return []  # reported by gateway.E001
-    return [
-        Error(f"{config.source}: model_list.{index}.litellm_params.model: unknown provider "
-              f"{deployment.litellm_params.provider!r}",
-              hint=f"Known providers: {', '.join(sorted(PROVIDERS))}.", id="gateway.E003")
-        for index, deployment in enumerate(config.model_list)
-        if deployment.litellm_params.provider not in PROVIDERS
-    ]
+    problems = []
+    for index, deployment in enumerate(config.model_list):
+        params = deployment.litellm_params
+        if params.provider not in PROVIDERS:
+            problems.append(Error(f"{config.source}: model_list.{index}.litellm_params.model: unknown provider "
+                                  f"{params.provider!r}", hint=f"Known providers: {', '.join(sorted(PROVIDERS))}.",
+                                  id="gateway.E003"))
+        elif problem := provider_class(params.provider).config_problem(params):
+            problems.append(Error(f"{config.source}: model_list.{index}.litellm_params: {problem}",
+                                  id="gateway.E004"))
+    return problems

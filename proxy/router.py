@@ -6,6 +6,7 @@ and cools down on what it sees itself, which needs no coordination and reacts wi
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 from collections import deque
@@ -19,6 +20,8 @@ from proxy.http import ClientPool
 from proxy.providers.registry import provider_class
 from spend.cost import resolve_price
 from spend.prices import Price
+
+logger = logging.getLogger("gateway.router")
 
 FAILURE_WINDOW = 60.0  # seconds: allowed_fails counts failures within this window
 LATENCY_SMOOTHING = 0.3
@@ -152,8 +155,8 @@ class Router:
 
     def failed(self, route: Route) -> bool:
         """Count a failure; cool the deployment down past ``allowed_fails`` a minute. True if it did."""
-        if self.reliability is None:
-            return False
+        if self.reliability is None or len(self._groups.get(route.model_group, ())) < 2:
+            return False  # a lone deployment has nothing to switch to: retries and fallbacks handle it
         now = time.monotonic()
         failures = route.failures
         failures.append(now)
@@ -161,6 +164,9 @@ class Router:
             failures.popleft()
         if len(failures) > self.reliability.allowed_fails and self.reliability.cooldown_time > 0:
             route.cooldown_until = now + self.reliability.cooldown_time
+            logger.warning("model group %s: deployment %s (%s) cools down for %gs after %d failure(s) within %gs",
+                           route.model_group, route.id[:12], route.deployment.litellm_params.model,
+                           self.reliability.cooldown_time, len(failures), FAILURE_WINDOW)
             failures.clear()
             return True
         return False

@@ -23,8 +23,7 @@ def check_model(ctx: RequestContext) -> None:
         raise ModelAccessDeniedError(
             f"The requested model '{model}' is not available for this API key's team, or the model name is "
             "invalid. Check the models available to you and try again.", type="team_model_access_denied")
-    ctx.route = get_runtime().router.pick(model)
-    if ctx.route is None:
+    if not get_runtime().router.has(model):
         raise InvalidRequestError(invalid_model_message(ctx.request.path, model), param="model")
 
 

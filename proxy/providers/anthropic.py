@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+import httpx2
 import orjson
 
-from gateway_project.errors import InvalidRequestError
+from gateway_project.errors import InvalidRequestError, UpstreamError
 from proxy.providers.base import HttpProvider
 
 API_VERSION = "2023-06-01"
@@ -64,7 +65,14 @@ class AnthropicProvider(HttpProvider):
                     return
         raise self.error(502, "the upstream stream ended before message_stop")
 
-    def _stream_error(self, error: Any) -> Exception:
+    def failure(self, response: httpx2.Response) -> UpstreamError:
+        error = super().failure(response)
+        # The router's context_window_fallbacks recognise OpenAI's wording; Anthropic says "prompt is too long".
+        if error.status == 400 and "prompt is too long" in error.message:
+            error.type = "context_length_exceeded"
+        return error
+
+    def _stream_error(self, error: Any) -> UpstreamError:
         error = error if isinstance(error, dict) else {}
         kind = error.get("type") if isinstance(error.get("type"), str) else "api_error"
         message = str(error.get("message") or "the upstream reported an error mid-stream")

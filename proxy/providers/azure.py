@@ -41,11 +41,16 @@ class AzureOpenAI(OpenAICompatible):
     name = "azure"
     default_api_base = ""  # every Azure resource has its own address
 
+    @classmethod
+    def config_problem(cls, params: LitellmParams) -> str | None:
+        if not params.api_base:
+            return "azure deployments need litellm_params.api_base (https://<resource>.openai.azure.com)"
+        return None
+
     def __init__(self, params: LitellmParams, *, model_group: str, clients: ClientPool,
                  default_timeout: float) -> None:
-        if not params.api_base:
-            raise ValueError(f"model group {model_group!r}: azure deployments need litellm_params.api_base "
-                             "(https://<resource>.openai.azure.com)")
+        if problem := self.config_problem(params):  # system check gateway.E004 says so at start
+            raise ValueError(f"model group {model_group!r}: {problem}")
         super().__init__(params, model_group=model_group, clients=clients, default_timeout=default_timeout)
         token = (params.model_extra or {}).get("azure_ad_token")
         self._ad_token = token if isinstance(token, str) and token else None

@@ -70,6 +70,11 @@ class HttpProvider:
 
     # What an adapter may override --------------------------------------------------------------
 
+    @classmethod
+    def config_problem(cls, params: LitellmParams) -> str | None:
+        """What is wrong with a deployment's settings for this provider (reported at start), or None."""
+        return None
+
     def headers(self) -> dict[str, str]:
         return {"content-type": "application/json"}
 

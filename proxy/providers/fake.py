@@ -33,6 +33,10 @@ class FakeProvider:
     name = "fake"
     api_base = "fake://local"
 
+    @classmethod
+    def config_problem(cls, params: LitellmParams) -> str | None:
+        return None
+
     def __init__(self, params: LitellmParams, **_: Any) -> None:
         self._model = params.upstream_model
 

@@ -5,6 +5,7 @@ from importlib import import_module
 
 PROVIDERS = {
     "openai": "proxy.providers.openai_compatible.OpenAICompatible",
+    "azure": "proxy.providers.azure.AzureOpenAI",
     "fake": "proxy.providers.fake.FakeProvider",
 }
 

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,7 +47,7 @@ def _fresh_database_url(tmp_dir: Path) -> tuple[str, Callable[[], None]]:
     """A database for the live gateway, and how to drop it."""
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
-        return f"sqlite:///{tmp_dir / 'gateway-e2e.sqlite3'}", lambda: None
+        return f"sqlite:///{tmp_dir / f'gateway-e2e-{uuid.uuid4().hex[:10]}.sqlite3'}", lambda: None
     parts = dj_database_url.parse(url)
     name = f"gateway_e2e_{uuid.uuid4().hex[:10]}"
     admin = dict(host=parts["HOST"] or "127.0.0.1", port=parts["PORT"] or 5432, user=parts["USER"] or "postgres",
@@ -69,15 +70,21 @@ def e2e_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("e2e")
 
 
-@pytest.fixture(scope="session")
-def upstream(e2e_dir):
-    """The stand-in OpenAI-compatible provider; requires the upstream key like a real one."""
+@contextmanager
+def launch_stand_in(e2e_dir: Path, name: str, module: str = "tests.servers.fake_upstream"):
+    """A stand-in provider process that requires the upstream key like a real one."""
     port = free_port()
-    server = ServerProcess([sys.executable, "-m", "tests.servers.fake_upstream", "--host", "127.0.0.1",
-                            "--port", str(port), "--api-key", UPSTREAM_KEY], log_dir=e2e_dir, name="upstream", cwd=ROOT)
+    server = ServerProcess([sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port),
+                            "--api-key", UPSTREAM_KEY], log_dir=e2e_dir, name=name, cwd=ROOT)
     with server:
         server.wait_until_ready(port)
         yield StandInClient(f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="session")
+def upstream(e2e_dir):
+    with launch_stand_in(e2e_dir, "upstream") as client:
+        yield client
 
 
 @pytest.fixture
@@ -152,21 +159,28 @@ class Gateway:
         return rows[0]
 
 
-@pytest.fixture(scope="session")
-def gateway(e2e_dir, upstream) -> Gateway:
+@contextmanager
+def launch_gateway(e2e_dir: Path, config_text: str, name: str = "gateway"):
+    """A live gateway on a database of its own, started as an operator would."""
     database_url, drop_database = _fresh_database_url(e2e_dir)
-    config = e2e_dir / "config.yaml"
-    config.write_text(gateway_config(upstream.base_url, dead_port=free_port()))
+    config = e2e_dir / f"{name}.yaml"
+    config.write_text(config_text)
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
            "GATEWAY_DATA_DIR": str(e2e_dir / "data"), "E2E_UPSTREAM_KEY": UPSTREAM_KEY,
            "GATEWAY_SPEND_FLUSH_INTERVAL": "0.05"}
     env.pop("GATEWAY_MASTER_KEY", None)
     process = ServerProcess([sys.executable, "manage.py", "gateway", "--config", str(config), "--port", str(port),
-                             "--migrate"], log_dir=e2e_dir, name="gateway", env=env, cwd=ROOT)
+                             "--migrate"], log_dir=e2e_dir, name=name, env=env, cwd=ROOT)
     try:
         with process:
             process.wait_until_ready(f"http://127.0.0.1:{port}/health/liveliness", timeout=60)
             yield Gateway(f"http://127.0.0.1:{port}", process)
     finally:
         drop_database()
+
+
+@pytest.fixture(scope="session")
+def gateway(e2e_dir, upstream) -> Gateway:
+    with launch_gateway(e2e_dir, gateway_config(upstream.base_url, dead_port=free_port())) as live:
+        yield live

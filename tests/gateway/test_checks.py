@@ -29,3 +29,11 @@ def test_a_master_key_without_sk_prefix_fails_the_check(config_file):
 
     with pytest.raises(SystemCheckError, match="gateway.E002"):
         call_command("check")
+
+
+def test_an_azure_deployment_without_api_base_fails_the_check(config_file):
+    config_file("model_list:\n  - model_name: x\n    litellm_params: {model: azure/my-deployment}\n"
+                "general_settings: {master_key: sk-1}\n")
+
+    with pytest.raises(SystemCheckError, match=r"gateway.E004.*api_base"):
+        call_command("check")
