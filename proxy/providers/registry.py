@@ -6,6 +6,7 @@ from importlib import import_module
 PROVIDERS = {
     "openai": "proxy.providers.openai_compatible.OpenAICompatible",
     "azure": "proxy.providers.azure.AzureOpenAI",
+    "anthropic": "proxy.providers.anthropic.AnthropicProvider",
     "fake": "proxy.providers.fake.FakeProvider",
 }
 

@@ -87,6 +87,34 @@ def upstream(e2e_dir):
         yield client
 
 
+@pytest.fixture(scope="session")
+def azure_upstream(e2e_dir):
+    with launch_stand_in(e2e_dir, "azure-upstream", module="tests.servers.fake_azure") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def anthropic_upstream(e2e_dir):
+    with launch_stand_in(e2e_dir, "anthropic-upstream", module="tests.servers.fake_anthropic") as client:
+        yield client
+
+
+@pytest.fixture
+def anthropic_stand_in(anthropic_upstream):
+    anthropic_upstream.reset()
+    anthropic_upstream.clear()
+    yield anthropic_upstream
+    anthropic_upstream.reset()
+
+
+@pytest.fixture
+def azure_stand_in(azure_upstream):
+    azure_upstream.reset()
+    azure_upstream.clear()
+    yield azure_upstream
+    azure_upstream.reset()
+
+
 @pytest.fixture
 def stand_in(upstream):
     """The stand-in, its recorded requests and failure injection cleared for this test."""
@@ -96,7 +124,7 @@ def stand_in(upstream):
     upstream.reset()
 
 
-def gateway_config(upstream_base: str, dead_port: int) -> str:
+def gateway_config(upstream_base: str, dead_port: int, azure_base: str, anthropic_base: str) -> str:
     return f"""
 model_list:
   - model_name: gpt-3.5-turbo
@@ -124,6 +152,17 @@ model_list:
   - model_name: fake-openai-endpoint
     litellm_params:
       model: fake/fake-openai-endpoint
+  - model_name: azure-gpt
+    litellm_params:
+      model: azure/my-gpt4o-deployment
+      api_base: {azure_base}
+      api_key: os.environ/E2E_UPSTREAM_KEY
+      api_version: "2024-10-21"
+  - model_name: claude
+    litellm_params:
+      model: anthropic/claude-3-5-sonnet-20241022
+      api_base: {anthropic_base}
+      api_key: os.environ/E2E_UPSTREAM_KEY
 general_settings:
   master_key: {MASTER_KEY}
 """
@@ -181,6 +220,8 @@ def launch_gateway(e2e_dir: Path, config_text: str, name: str = "gateway"):
 
 
 @pytest.fixture(scope="session")
-def gateway(e2e_dir, upstream) -> Gateway:
-    with launch_gateway(e2e_dir, gateway_config(upstream.base_url, dead_port=free_port())) as live:
+def gateway(e2e_dir, upstream, azure_upstream, anthropic_upstream) -> Gateway:
+    config = gateway_config(upstream.base_url, dead_port=free_port(), azure_base=azure_upstream.base_url,
+                            anthropic_base=anthropic_upstream.base_url)
+    with launch_gateway(e2e_dir, config) as live:
         yield live

@@ -99,7 +99,8 @@ def test_models_lists_only_what_the_key_may_call(gateway):
 def test_master_key_lists_every_model(gateway):
     ids = [m.id for m in gateway.sdk().models.list()]
 
-    assert ids == ["gpt-3.5-turbo", "priced-model", "unpriced-model", "dead-model", "fake-openai-endpoint"]
+    assert ids == ["gpt-3.5-turbo", "priced-model", "unpriced-model", "dead-model", "fake-openai-endpoint",
+                   "azure-gpt", "claude"]
 
 
 def test_health_endpoints_answer_without_a_key(gateway):
