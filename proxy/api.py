@@ -10,7 +10,7 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 
 from gateway_project.errors import GatewayError, error_body, error_json
-from proxy.routes import chat, completions, health, models
+from proxy.routes import chat, completions, health, models, spend
 
 logger = logging.getLogger("gateway.proxy")
 
@@ -20,6 +20,7 @@ api.add_router("", chat.router)
 api.add_router("", completions.router)
 api.add_router("", models.router)
 api.add_router("", health.router)
+api.add_router("", spend.router)
 
 
 def _json(body: bytes, status: int, headers: dict[str, str] | None = None) -> HttpResponse:

@@ -65,7 +65,7 @@ def deployment_id(deployment: Deployment) -> str:
 def _price(deployment: Deployment) -> Price | None:
     params, info = deployment.litellm_params, deployment.model_info
     return resolve_price(
-        model=params.upstream_model,
+        model=info.base_model or params.upstream_model,
         input_cost_per_token=params.input_cost_per_token if params.input_cost_per_token is not None
         else info.input_cost_per_token,
         output_cost_per_token=params.output_cost_per_token if params.output_cost_per_token is not None

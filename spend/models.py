@@ -32,7 +32,8 @@ class SpendLog(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
-    spend = models.FloatField(default=0.0)
+    # USD; null when the model has no known price (recorded as unknown, never as free).
+    spend = models.FloatField(null=True, blank=True)
     start_time = models.DateTimeField(db_index=True)
     end_time = models.DateTimeField()
     completion_start_time = models.DateTimeField(null=True, blank=True)
@@ -58,7 +59,7 @@ class SpendLogTag(models.Model):
 
     spend_log = models.ForeignKey(SpendLog, on_delete=models.CASCADE, related_name="tag_rows", db_constraint=False)
     tag = models.CharField(max_length=255)
-    spend = models.FloatField(default=0.0)
+    spend = models.FloatField(null=True, blank=True)
     start_time = models.DateTimeField()
 
     class Meta:

@@ -7,13 +7,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")
+# Dated snapshots (gpt-4o-2024-08-06, claude-3-5-sonnet-20241022) and "-latest" aliases.
+_DATED = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest)$")
 
 
 @dataclass(frozen=True, slots=True)
 class Price:
     input_cost_per_token: float
     output_cost_per_token: float
+    # Prompt tokens read from the provider's prompt cache; None: charged as ordinary input.
+    cache_read_input_token_cost: float | None = None
 
 
 @functools.cache

@@ -26,7 +26,7 @@ class SpendRecord:
     api_base: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    spend: float = 0.0
+    spend: float | None = 0.0   # None: the model has no known price
     completion_start_time: datetime | None = None
     request_tags: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)

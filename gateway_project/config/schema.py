@@ -46,6 +46,8 @@ class LitellmParams(_Frozen):
 
 class ModelInfo(_Frozen):
     id: str | None = None
+    # The model a custom deployment name runs (Azure: azure/my-deployment → gpt-4o), for prices.
+    base_model: str | None = None
     mode: str = "chat"
     input_cost_per_token: float | None = Field(default=None, ge=0)
     output_cost_per_token: float | None = Field(default=None, ge=0)

@@ -45,6 +45,8 @@ class RequestContext:
     response_id: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    usage_estimated: bool = False
     spend: float = 0.0
     spend_known: bool = True
     completion_start_time: datetime | None = None

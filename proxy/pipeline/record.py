@@ -16,8 +16,8 @@ CALL_TYPES = {"chat": "acompletion", "completion": "atext_completion", "embeddin
 
 def price_call(ctx: RequestContext) -> None:
     """Cost of the call from its usage and the deployment's price."""
-    value = cost(ctx.route.price if ctx.route else None,
-                 prompt_tokens=ctx.prompt_tokens, completion_tokens=ctx.completion_tokens)
+    value = cost(ctx.route.price if ctx.route else None, prompt_tokens=ctx.prompt_tokens,
+                 completion_tokens=ctx.completion_tokens, cached_tokens=ctx.cached_tokens)
     ctx.spend_known = value is not None
     ctx.spend = value or 0.0
 
@@ -38,6 +38,10 @@ def _metadata(ctx: RequestContext) -> dict:
     }
     if not ctx.spend_known:
         metadata["cost_unknown"] = True
+    if ctx.usage_estimated:
+        metadata["usage_estimated"] = True
+    if ctx.cached_tokens:
+        metadata["cached_tokens"] = ctx.cached_tokens
     if ctx.route is not None and ctx.route.model_group != ctx.model_group:
         metadata["fallback_model_group"] = ctx.route.model_group
     if ctx.error is not None:
@@ -67,6 +71,6 @@ def record_call(ctx: RequestContext) -> None:
         model_id=route.id if route else "", custom_llm_provider=route.provider_name if route else "",
         api_base=route.provider.api_base if route else "",
         prompt_tokens=ctx.prompt_tokens, completion_tokens=ctx.completion_tokens,
-        spend=ctx.spend if ctx.error is None else 0.0,
+        spend=0.0 if ctx.error is not None else ctx.spend if ctx.spend_known else None,
         request_tags=ctx.tags, metadata=_metadata(ctx), requester_ip_address=ctx.requester_ip,
     ))

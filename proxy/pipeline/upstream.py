@@ -16,6 +16,7 @@ from proxy.pipeline.attempts import call_upstream
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.record import price_call, record_call
 from proxy.router import Route
+from proxy.tokens import estimate_prompt_tokens, estimate_tokens_of_chars
 
 _DONE = b"data: [DONE]\n\n"
 
@@ -34,6 +35,9 @@ def _take_usage(ctx: RequestContext, usage: Any) -> None:
     if isinstance(usage, dict):
         ctx.prompt_tokens = int(usage.get("prompt_tokens") or 0)
         ctx.completion_tokens = int(usage.get("completion_tokens") or 0)
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict):
+            ctx.cached_tokens = int(details.get("cached_tokens") or 0)
 
 
 async def respond(ctx: RequestContext, operation: str) -> HttpResponse:
@@ -72,28 +76,37 @@ async def respond_stream(ctx: RequestContext) -> StreamingHttpResponse:
 
 
 def _observe(ctx: RequestContext, chunk: dict) -> int:
-    """Note the chunk's id, usage and first-token time; return how many content deltas it carries."""
+    """Note the chunk's id, usage and first-token time; return the characters of content it carries."""
     if ctx.completion_start_time is None:
         ctx.completion_start_time = datetime.now(timezone.utc)
     if ctx.response_id is None and isinstance(chunk.get("id"), str):
         ctx.response_id = chunk["id"]
     if chunk.get("usage"):
         _take_usage(ctx, chunk["usage"])
-    deltas = 0
+    chars = 0
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta") if isinstance(choice, dict) else None
-        if isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls")):
-            deltas += 1
-    return deltas
+        if isinstance(delta, dict):
+            chars += len(delta.get("content") or "")
+            for call in delta.get("tool_calls") or ():
+                chars += len(str((call.get("function") or {}).get("arguments") or "")) if isinstance(call, dict) else 0
+    return chars
+
+
+def _estimate_usage(ctx: RequestContext, completion_chars: int) -> None:
+    """Counted locally when an upstream streams no usage; flagged as an estimate in the spend log."""
+    ctx.prompt_tokens = estimate_prompt_tokens(ctx.body)
+    ctx.completion_tokens = estimate_tokens_of_chars(completion_chars)
+    ctx.usage_estimated = True
 
 
 async def _relay(ctx: RequestContext, chunks: AsyncIterator[dict], first: dict | None,
                  wants_usage: bool) -> AsyncIterator[bytes]:
-    content_deltas = 0
+    streamed_chars = 0
     try:
         chunk = first
         while chunk is not None:
-            content_deltas += _observe(ctx, chunk)
+            streamed_chars += _observe(ctx, chunk)
             chunk["model"] = ctx.model_group
             # The gateway always asks for usage; a client that did not ask does not get it.
             if not wants_usage:
@@ -114,8 +127,8 @@ async def _relay(ctx: RequestContext, chunks: AsyncIterator[dict], first: dict |
         raise
     finally:
         ctx.upstream_seconds = time.perf_counter() - (ctx.upstream_started or ctx.started)
-        if not ctx.completion_tokens and content_deltas:
-            ctx.completion_tokens = content_deltas  # no usage from upstream: count content chunks
+        if not ctx.prompt_tokens and not ctx.completion_tokens:
+            _estimate_usage(ctx, streamed_chars)  # the upstream sent no usage
         await chunks.aclose()
         if ctx.release is not None:
             ctx.release()

@@ -72,6 +72,7 @@ def test_a_model_without_a_known_price_is_flagged_not_silently_free(gateway, sta
 
     row = gateway.spend_row(response.id)
     assert row["metadata"]["cost_unknown"] is True
+    assert row["spend"] is None
 
 
 def test_spend_is_added_to_the_key(gateway, stand_in):

@@ -99,3 +99,31 @@ def test_health_is_for_proxy_admins(gateway):
     key = gateway.new_key()
 
     assert gateway.http.get("/health", headers={"Authorization": f"Bearer {key}"}).status_code == 403
+
+
+def test_spend_calculate_prices_a_completion_response_with_the_deployment_price(gateway):
+    response = gateway.admin("POST", "/spend/calculate", json={"completion_response": {
+        "model": "priced-model", "usage": {"prompt_tokens": 8, "completion_tokens": 0, "total_tokens": 8}}})
+
+    assert response.status_code == 200
+    assert response.json()["cost"] == pytest.approx(0.0008)  # the contract's observed example
+
+
+def test_spend_calculate_estimates_a_request_without_sending_it(gateway, stand_in):
+    response = gateway.admin("POST", "/spend/calculate", json={
+        "model": "priced-model", "messages": [{"role": "user", "content": "Hey, how's it going?"}]})
+
+    body = response.json()
+    assert body["prompt_tokens"] > 0 and body["cost"] == pytest.approx(body["prompt_tokens"] * 0.0001)
+    assert stand_in.requests() == []
+
+
+def test_spend_calculate_says_unknown_for_an_unpriced_model(gateway):
+    response = gateway.admin("POST", "/spend/calculate", json={"completion_response": {
+        "model": "unpriced-model", "usage": {"prompt_tokens": 8, "completion_tokens": 2}}})
+
+    assert response.json()["cost"] is None
+
+
+def test_spend_calculate_needs_a_key(gateway):
+    assert gateway.http.post("/spend/calculate", json={"model": "priced-model", "messages": []}).status_code == 401

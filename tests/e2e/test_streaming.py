@@ -75,3 +75,17 @@ def test_a_stream_cut_by_the_upstream_ends_with_an_error_event_and_a_failed_spen
 
     rows = wait_for(lambda: gateway.spend_logs(api_key=key))
     assert rows[0]["status"] == "failure"
+
+
+
+def test_a_stream_without_usage_is_estimated_and_flagged(gateway, stand_in):
+    stand_in.behave(omit_usage=True)
+
+    stream = gateway.sdk().chat.completions.create(model="priced-model", messages=MESSAGES, stream=True)
+    chunk_id = [c.id for c in stream][0]
+
+    row = gateway.spend_row(chunk_id)
+    assert row["metadata"]["usage_estimated"] is True
+    # "Hello from the stand-in upstream." is 33 characters: about 9 tokens; the prompt about 3 + 3 + 8.
+    assert row["completion_tokens"] == 9 and row["prompt_tokens"] == 14
+    assert row["spend"] == pytest.approx(14 * 0.0001 + 9 * 0.0002)

@@ -119,6 +119,7 @@ class Behaviour:
     delay_ms               latency before every answer
     chunk_delay_ms         pause between streamed events (to see that a relay does not buffer)
     reply                  the reply text, unless a request's x-stand-in-reply header says otherwise
+    omit_usage             answers carry no usage at all (as some OpenAI-compatible servers do)
     """
 
     status: int | None = None
@@ -130,6 +131,7 @@ class Behaviour:
     delay_ms: int = 0
     chunk_delay_ms: int = 0
     reply: str | None = None
+    omit_usage: bool = False
 
     def update(self, settings: Any) -> None:
         """Merge ``settings`` in; validates everything before changing anything."""
@@ -169,9 +171,9 @@ def _validated(name: str, value: Any) -> Any:
         return _int_setting(name, value, 400, 599)
     if name in ("times", "delay_ms", "chunk_delay_ms", "cut_stream_after_chunks"):
         return _int_setting(name, value, 0, None)
-    if name == "close_connection":
+    if name in ("close_connection", "omit_usage"):
         if not isinstance(value, bool):
-            raise BadRequest("close_connection must be true or false.")
+            raise BadRequest(f"{name} must be true or false.")
         return value
     if name == "retry_after":
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -310,7 +312,7 @@ async def chat_completions(app: StandInApp, request: Request, send: Send) -> Non
                   "model": model}
     counts = usage(message_words(messages), count_words(reply.text))
     if body.get("stream"):
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and not app.behaviour.omit_usage
         events = chat_stream_events(completion, reply, counts if include_usage else None)
         await stream_events(app, send, events)
         return
@@ -318,7 +320,7 @@ async def chat_completions(app: StandInApp, request: Request, send: Send) -> Non
         **completion, "object": "chat.completion",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
                      "finish_reason": reply.finish_reason}],
-        "usage": counts, "system_fingerprint": None})
+        "usage": None if app.behaviour.omit_usage else counts, "system_fingerprint": None})
 
 
 def chat_stream_events(completion: dict[str, Any], reply: Reply, counts: dict[str, int] | None) -> Iterator[bytes]:
