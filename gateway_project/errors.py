@@ -22,10 +22,16 @@ class GatewayError(Exception):
     type: str | None = "internal_server_error"
     param: str | None = None
 
+    # A few errors are answered with ``code`` as a number, exactly as the seed's examples show them
+    # (request too large, enforced params); every other one carries the status as a string.
+    numeric_code: bool = False
+
     def __init__(self, message: str, *, status: int | None = None, type: str | None | object = _UNSET,
-                 param: str | None | object = _UNSET, headers: dict[str, str] | None = None) -> None:
+                 param: str | None | object = _UNSET, headers: dict[str, str] | None = None,
+                 numeric_code: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.numeric_code = numeric_code
         if status is not None:
             self.status = status
         if type is not _UNSET:
@@ -35,7 +41,10 @@ class GatewayError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
-        return error_body(self.message, status=self.status, type=self.type, param=self.param)
+        body = error_body(self.message, status=self.status, type=self.type, param=self.param)
+        if self.numeric_code:
+            body["error"]["code"] = self.status
+        return body
 
 
 class AuthenticationError(GatewayError):

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
 
 # Kept short on purpose: every middleware runs on the proxy's hot path too.
 MIDDLEWARE = [
+    "keys.middleware.RoutePolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -114,6 +115,22 @@ GATEWAY_CACHE_TTL = env_float("GATEWAY_CACHE_TTL", 5.0)
 GATEWAY_SPEND_FLUSH_INTERVAL = env_float("GATEWAY_SPEND_FLUSH_INTERVAL", 1.0)
 GATEWAY_SPEND_BATCH_SIZE = env_int("GATEWAY_SPEND_BATCH_SIZE", 500)
 GATEWAY_UPSTREAM_TIMEOUT = env_float("GATEWAY_UPSTREAM_TIMEOUT", 600.0)
+# Requests whose headers add up to more are refused with 431 before any application code runs.
+GATEWAY_MAX_HEADER_BYTES = env_int("GATEWAY_MAX_HEADER_BYTES", 64 * 1024)
+
+# --- Guardrails (switched on in config.yaml's litellm_settings; see docs/guardrails.md) ----------
+LLM_GUARD_API_BASE = env_str("LLM_GUARD_API_BASE")
+LLM_GUARD_API_KEY = env_secret("LLM_GUARD_API_KEY")            # sent as a bearer token, if set
+AWS_REGION_NAME = env_str("AWS_REGION_NAME")                     # LlamaGuard's SageMaker region
+GOOGLE_APPLICATION_CREDENTIALS = env_str("GOOGLE_APPLICATION_CREDENTIALS")
+
+# --- JWT auth (general_settings.enable_jwt_auth; see docs/jwt-auth.md) ------------------------
+# The identity provider's JWKS URL (comma-separated for several), and the issuer and audience tokens
+# must carry (unchecked when unset). general_settings.litellm_jwtauth's own keys, then config.yaml's
+# environment_variables (exported only after this module was read), win over these.
+JWT_PUBLIC_KEY_URL = env_str("JWT_PUBLIC_KEY_URL") or None
+JWT_ISSUER = env_str("JWT_ISSUER") or None
+JWT_AUDIENCE = env_str("JWT_AUDIENCE") or None
 
 # --- Admin branding ---------------------------------------------------------------------------
 GATEWAY_ADMIN_TITLE = env_str("GATEWAY_ADMIN_TITLE") or "Gateway administration"

@@ -10,7 +10,8 @@ from gateway_project.config import get_config
 from gateway_project.errors import AuthenticationError, ExpiredKeyError, InvalidKeyError
 from keys.hashing import digest, same_secret
 from keys.models import VirtualKey
-from keys.policy import INVALID_KEY, read_api_key
+from keys.middleware import requester_ip
+from keys.policy import INVALID_KEY, check_key_ips, check_key_routes, read_api_key
 from teams.models import UserRole
 
 MASTER_USER_ID = "default_user_id"
@@ -53,6 +54,8 @@ class GatewayKeyAuthentication(BaseAuthentication):
         now = timezone.now()
         if key.is_expired(now):
             raise ExpiredKeyError(expired_message(key.expires, now))
+        check_key_routes(key.allowed_routes, request.path)
+        check_key_ips(key.allowed_ips, requester_ip(request._request))
         role = key.user.role if key.user else UserRole.INTERNAL_USER
         if key.user and key.user.is_superuser:
             role = UserRole.PROXY_ADMIN

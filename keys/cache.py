@@ -41,6 +41,7 @@ class KeyRecord:
     max_parallel_requests: int | None
     expires: datetime | None
     blocked: bool
+    guardrails: tuple[str, ...] = ()
 
     @classmethod
     def from_model(cls, key: VirtualKey) -> KeyRecord:
@@ -54,6 +55,7 @@ class KeyRecord:
             tags=tuple(key.tags or ()), max_budget=key.max_budget, spend=key.spend,
             tpm_limit=key.tpm_limit, rpm_limit=key.rpm_limit,
             max_parallel_requests=key.max_parallel_requests, expires=key.expires, blocked=key.blocked,
+            guardrails=tuple(key.guardrails or ()),
         )
 
 

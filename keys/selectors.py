@@ -4,8 +4,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
+from keys.hashing import to_digest
 from keys.models import VirtualKey
 
 
@@ -59,6 +60,13 @@ def key_list(*, user_id: str | None = None, team_id: str | None = None, key_alia
     if key_hash is not None:
         keys = keys.filter(token=key_hash)
     return keys
+
+
+def keys_named(*, keys: list[str] | None = None, key_aliases: list[str] | None = None) -> list[VirtualKey]:
+    """The existing keys among those named by raw key, digest or alias, with their users."""
+    tokens = [to_digest(k) for k in keys or []]
+    named = Q(token__in=tokens) | Q(key_alias__in=list(key_aliases or []))
+    return list(VirtualKey.objects.select_related("user").filter(named))
 
 
 def paginate(queryset: QuerySet, *, page: int, size: int) -> tuple[list, int, int]:

@@ -130,3 +130,52 @@ def key_delete(*, keys: list[str] | None = None, key_aliases: list[str] | None =
     for record in list(found) + list(by_alias):
         record.delete()
     return named
+
+
+@transaction.atomic
+def key_block(*, actor: str | None, key: str) -> VirtualKey:
+    """Block a key: from the commit on, the proxy and the management API refuse it."""
+    return key_update(actor=actor, key=key, blocked=True)
+
+
+@transaction.atomic
+def key_unblock(*, actor: str | None, key: str) -> VirtualKey:
+    return key_update(actor=actor, key=key, blocked=False)
+
+
+def _locked_key(key: str) -> VirtualKey:
+    record = VirtualKey.objects.select_for_update().filter(token=to_digest(key)).first()
+    if record is None:
+        raise NotFoundError("Key not found in database", param="key")
+    return record
+
+
+# Columns a regenerated key takes over from the key it replaces: all but its identity and timestamps.
+_CARRIED_OVER = tuple(f.attname for f in VirtualKey._meta.concrete_fields
+                      if f.attname not in ("token", "key_name", "created_at", "updated_at"))
+
+
+@transaction.atomic
+def key_regenerate(*, actor: str | None, key: str, new_key: str | None = None,
+                   **fields: Any) -> tuple[VirtualKey, str]:
+    """Give a key a new secret (``new_key``, or a generated one); return the key and the new raw
+    secret, shown once. The digest is the primary key, so a new row takes over the old one's
+    settings, spend, owner, alias and creation date, and the old row is deleted: its post_delete
+    evicts it from the proxy's cache on commit, and the old secret stops working at once. ``fields``
+    then change settings as ``key_update`` does."""
+    if new_key is not None and not new_key.startswith(KEY_PREFIX):
+        raise BadRequestError("Invalid key format. LiteLLM Virtual Key must start with 'sk-'. "
+                              f"Received: {abbreviate(new_key)}", param="new_key")
+    old = _locked_key(key)
+    raw = new_key or generate_key()
+    token = digest(raw)
+    if VirtualKey.objects.filter(token=token).exists():
+        raise BadRequestError("A key with this value already exists.", param="new_key")
+    carried = {name: getattr(old, name) for name in _CARRIED_OVER}
+    created_at = old.created_at
+    old.delete()  # first: key_alias is unique
+    VirtualKey(token=token, key_name=abbreviate(raw), **carried).save(force_insert=True)
+    # auto_now_add stamps the insert time; the key keeps its creation date. A queryset update is safe
+    # here: the row was inserted in this transaction and its post_save already queued the eviction.
+    VirtualKey.objects.filter(token=token).update(created_at=created_at)
+    return key_update(actor=actor, key=token, **fields), raw

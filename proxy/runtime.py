@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -16,6 +17,9 @@ from keys.hashing import digest
 from proxy.http import ClientPool
 from proxy.router import Router
 from spend.writer import writer
+
+if TYPE_CHECKING:
+    from proxy.pipeline.jwt import JwtAuth, NoJwtAuth
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class Runtime:
     master_key: str | None
     master_key_digest: str | None
     started_at: int
+    jwt_auth: JwtAuth | NoJwtAuth
 
 
 _lock = threading.Lock()
@@ -39,9 +44,10 @@ def build(config: GatewayConfig) -> Runtime:
     master = config.general_settings.master_key
     router = Router(config.model_list, clients=clients, default_timeout=request_timeout,
                     strategy=config.router_settings.routing_strategy, reliability=config.reliability)
+    from proxy.pipeline.jwt import jwt_auth_for  # here, not above: proxy.pipeline imports this module
     return Runtime(config=config, router=router,
                    clients=clients, master_key=master, master_key_digest=digest(master) if master else None,
-                   started_at=int(time.time()))
+                   started_at=int(time.time()), jwt_auth=jwt_auth_for(config, clients))
 
 
 def get_runtime() -> Runtime:

@@ -14,7 +14,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import DataError, IntegrityError, close_old_connections, transaction
 from django.db.models import F
 
 from keys.models import VirtualKey
@@ -31,6 +31,7 @@ MAX_BUFFERED = 200_000
 
 def write_batch(records: list[SpendRecord]) -> int:
     """Write ``records`` and add their spend to keys, teams, users and customers; return rows written."""
+    records = [_cleaned(r) for r in records]
     unique = list({r.call_id: r for r in records}.values())
     with transaction.atomic():
         existing = set(SpendLog.objects.filter(call_id__in=[r.call_id for r in unique])
@@ -40,11 +41,26 @@ def write_batch(records: list[SpendRecord]) -> int:
             return 0
         SpendLog.objects.bulk_create([_row(r) for r in fresh])
         SpendLogTag.objects.bulk_create([
-            SpendLogTag(spend_log_id=r.call_id, tag=tag, spend=r.spend, start_time=r.start_time)
+            SpendLogTag(spend_log_id=r.call_id, tag=tag[:255], spend=r.spend, start_time=r.start_time)
             for r in fresh for tag in dict.fromkeys(r.request_tags)
         ])
         _add_spend(fresh)
     return len(fresh)
+
+
+def _clean(value):
+    """Client-controlled text can carry NUL bytes, which PostgreSQL text and JSON cannot store."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    if isinstance(value, dict):
+        return {_clean(key): _clean(item) for key, item in value.items()}
+    return value
+
+
+def _cleaned(record: SpendRecord) -> SpendRecord:
+    return SpendRecord(**{name: _clean(getattr(record, name)) for name in SpendRecord.__slots__})
 
 
 def _row(r: SpendRecord) -> SpendLog:
@@ -93,7 +109,26 @@ def _write_on_writer_thread(records: list[SpendRecord]) -> int:
     # The writer thread lives as long as the process: drop a connection the database closed
     # (restart, idle timeout) before using it, as Django does around each request.
     close_old_connections()
-    return write_batch(records)
+    return write_batch_isolating(records)
+
+
+def write_batch_isolating(records: list[SpendRecord]) -> int:
+    """``write_batch``, but a row the database refuses is set aside instead of failing its batch."""
+    try:
+        return write_batch(records)
+    except (DataError, IntegrityError):
+        # Something in the rows themselves: write them one by one so one bad row cannot hold back
+        # the others; only a row that fails on its own is set aside (logged with its call id).
+        return sum(_write_alone(record) for record in records)
+
+
+def _write_alone(record: SpendRecord) -> int:
+    try:
+        return write_batch([record])
+    except (DataError, IntegrityError) as exc:
+        logger.error("spend row %s (key %s) cannot be stored and is dropped: %s",
+                     record.call_id, record.api_key[:12], exc)
+        return 0
 
 
 class SpendWriter:

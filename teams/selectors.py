@@ -8,7 +8,7 @@ from django.db.models import Prefetch, QuerySet
 from gateway_project.errors import NotFoundError
 from keys.models import VirtualKey
 from keys.selectors import key_info_dict
-from teams.models import Team, TeamMembership, TeamRole, User, UserRole
+from teams.models import Customer, Team, TeamMembership, TeamRole, User, UserRole
 
 
 def teams_with_members() -> QuerySet[Team]:
@@ -123,4 +123,50 @@ def user_info(*, user_id: str) -> dict[str, Any]:
         "user_info": user_dict(user),
         "keys": [key_info_dict(k) for k in keys],
         "teams": [team_dict(t) for t in team_list(user_id=user.username)],
+    }
+
+
+def team_role_of(*, team_id: str, user_id: str | None) -> str | None:
+    """``user_id``'s role in the team (``admin`` or ``user``), or None when they are not a member."""
+    if user_id is None:
+        return None
+    membership = TeamMembership.objects.filter(team_id=team_id, user__username=user_id).first()
+    return membership.role if membership else None
+
+
+def customer_get(*, user_id: str, param: str = "user_id") -> Customer:
+    customer = Customer.objects.filter(user_id=user_id).first()
+    if customer is None:
+        raise NotFoundError(f"Customer not found, passed {param}={user_id}", param=param)
+    return customer
+
+
+def customer_list() -> QuerySet[Customer]:
+    return Customer.objects.order_by("created_at", "user_id")
+
+
+def _budget_table(customer: Customer) -> dict[str, Any] | None:
+    """LiteLLM keeps a customer's budget in a linked budget row; Gateway keeps it on the customer and
+    shows the same fields here, or null when none is set."""
+    fields = ("max_budget", "budget_duration", "tpm_limit", "rpm_limit", "max_parallel_requests")
+    if all(getattr(customer, name) is None for name in fields):
+        return None
+    return {name: getattr(customer, name) for name in (*fields, "budget_reset_at")}
+
+
+def customer_dict(customer: Customer) -> dict[str, Any]:
+    """A customer (end user) as ``/customer/info`` and every other ``/customer/*`` route show it."""
+    return {
+        "user_id": customer.user_id,
+        "alias": customer.alias,
+        "blocked": customer.blocked,
+        "spend": customer.spend,
+        "allowed_model_region": customer.allowed_model_region,
+        "default_model": customer.default_model,
+        "models": customer.models,
+        "max_budget": customer.max_budget,
+        "budget_duration": customer.budget_duration,
+        "litellm_budget_table": _budget_table(customer),
+        "created_at": customer.created_at,
+        "updated_at": customer.updated_at,
     }

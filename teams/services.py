@@ -17,7 +17,7 @@ from gateway_project.durations import add_duration
 from gateway_project.errors import BadRequestError, NotFoundError
 from keys.models import VirtualKey
 from keys.services import key_generate
-from teams.models import Team, TeamMembership, TeamRole, User, UserRole
+from teams.models import Customer, Team, TeamMembership, TeamRole, User, UserRole
 from teams.selectors import team_get
 
 # Fields a caller may set on a team, as they are named on the wire and on the model.
@@ -27,6 +27,8 @@ TEAM_FIELDS = (
 )
 USER_FIELDS = ("max_budget", "budget_duration", "tpm_limit", "rpm_limit", "max_parallel_requests", "models",
                "metadata")
+CUSTOMER_FIELDS = ("alias", "blocked", "max_budget", "budget_duration", "tpm_limit", "rpm_limit",
+                   "max_parallel_requests", "allowed_model_region", "default_model", "models")
 
 
 @dataclass(frozen=True)
@@ -203,3 +205,138 @@ def user_create(*, actor: str | None, user_id: str | None = None, user_email: st
     key, raw = key_generate(actor=actor, user_id=user.username, key_alias=key_alias, duration=duration,
                             models=values.get("models", []))
     return user, key, raw
+
+
+def _set_team_blocked(team_id: str, blocked: bool) -> Team:
+    team = _locked_team(team_id)
+    team.blocked = blocked
+    team.save(update_fields=["blocked", "updated_at"])
+    return team_get(team_id=team.team_id)
+
+
+@transaction.atomic
+def team_block(*, team_id: str) -> Team:
+    """Block every key of the team: the proxy refuses them from the commit on."""
+    return _set_team_blocked(team_id, True)
+
+
+@transaction.atomic
+def team_unblock(*, team_id: str) -> Team:
+    return _set_team_blocked(team_id, False)
+
+
+def _locked_user(user_id: str) -> User:
+    user = User.objects.select_for_update().filter(username=user_id).first()
+    if user is None:
+        raise NotFoundError(f"User not found, passed user_id={user_id}", param="user_id")
+    return user
+
+
+@transaction.atomic
+def user_update(*, user_id: str, **fields: Any) -> User:
+    """Change the named fields of an internal user (``user_email``, ``user_role`` and ``USER_FIELDS``);
+    absent fields keep their values. A new budget_duration restarts the budget period. A new role
+    reaches the proxy's cached keys of the user on commit (``keys/cache.py``)."""
+    user = _locked_user(user_id)
+    if "user_email" in fields:
+        email = fields["user_email"] or ""
+        if email and User.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
+            raise BadRequestError(f"User with email {email} already exists.", param="user_email")
+        user.email = email
+    if "user_role" in fields:
+        user.role = fields["user_role"]
+    if "budget_duration" in fields and fields["budget_duration"] != user.budget_duration:
+        user.budget_reset_at = _budget_reset(fields["budget_duration"], timezone.now())
+    for name in USER_FIELDS:
+        if name in fields:
+            setattr(user, name, fields[name])
+    user.save()
+    return user
+
+
+@transaction.atomic
+def user_delete(*, user_ids: list[str]) -> list[str]:
+    """Delete every named user with their keys and team memberships, or none of them."""
+    users = list(User.objects.select_for_update().filter(username__in=user_ids))
+    found = {user.username for user in users}
+    missing = [user_id for user_id in user_ids if user_id not in found]
+    if missing:
+        raise NotFoundError(f"User not found, passed user_id={', '.join(missing)}", param="user_ids")
+    for user in users:
+        # Model.delete: the cascade sends post_delete for each key, which evicts it from the proxy's cache.
+        user.delete()
+    return user_ids
+
+
+def _locked_customers(user_ids: list[str]) -> list[Customer]:
+    """The named customers, locked, in the order named; NotFoundError names every unknown id."""
+    customers = {c.user_id: c for c in Customer.objects.select_for_update().filter(user_id__in=user_ids)}
+    missing = [user_id for user_id in user_ids if user_id not in customers]
+    if missing:
+        raise NotFoundError(f"Customer not found, passed user_id={', '.join(missing)}", param="user_ids")
+    return [customers[user_id] for user_id in dict.fromkeys(user_ids)]
+
+
+@transaction.atomic
+def customer_create(*, user_id: str, **fields: Any) -> Customer:
+    """Create a customer (an end user: the ``user`` field of proxy requests) with its own budget."""
+    values = {name: fields[name] for name in CUSTOMER_FIELDS if name in fields}
+    customer = Customer(user_id=user_id, budget_reset_at=_budget_reset(values.get("budget_duration"), timezone.now()),
+                        **values)
+    try:
+        with transaction.atomic():
+            customer.save(force_insert=True)
+    except IntegrityError:
+        raise BadRequestError(f"Customer with user_id={user_id} already exists.", param="user_id") from None
+    return customer
+
+
+@transaction.atomic
+def customer_update(*, user_id: str, **fields: Any) -> Customer:
+    """Change the named fields; absent fields keep their values. A new budget_duration restarts the
+    budget period."""
+    customer = Customer.objects.select_for_update().filter(user_id=user_id).first()
+    if customer is None:
+        raise NotFoundError(f"Customer not found, passed user_id={user_id}", param="user_id")
+    if "budget_duration" in fields and fields["budget_duration"] != customer.budget_duration:
+        customer.budget_reset_at = _budget_reset(fields["budget_duration"], timezone.now())
+    for name in CUSTOMER_FIELDS:
+        if name in fields:
+            setattr(customer, name, fields[name])
+    customer.save()
+    return customer
+
+
+@transaction.atomic
+def customer_delete(*, user_ids: list[str]) -> list[str]:
+    """Delete every named customer, or none of them. Their spend logs stay."""
+    for customer in _locked_customers(user_ids):
+        customer.delete()
+    return user_ids
+
+
+@transaction.atomic
+def customer_block(*, user_ids: list[str]) -> list[Customer]:
+    """Block the named customers; an unknown id becomes a new, blocked customer (LiteLLM's upsert)."""
+    customers = []
+    for user_id in dict.fromkeys(user_ids):
+        # get_or_create: two requests blocking the same new id must not both insert it.
+        customer, created = Customer.objects.select_for_update().get_or_create(user_id=user_id,
+                                                                               defaults={"blocked": True})
+        if not created and not customer.blocked:
+            customer.blocked = True
+            customer.save(update_fields=["blocked", "updated_at"])
+        customers.append(customer)
+    return customers
+
+
+@transaction.atomic
+def customer_unblock(*, user_ids: list[str]) -> list[Customer]:
+    """Unblock the named customers, or none of them when one is unknown. Ids blocked by
+    ``blocked_user_list`` in config.yaml stay blocked: that list is configuration."""
+    customers = _locked_customers(user_ids)
+    for customer in customers:
+        if customer.blocked:
+            customer.blocked = False
+            customer.save(update_fields=["blocked", "updated_at"])
+    return customers

@@ -5,10 +5,11 @@ migrated config starts; a known key of the wrong type stops start-up with the fi
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Frozen(BaseModel):
@@ -60,6 +61,57 @@ class Deployment(_Frozen):
     model_info: ModelInfo = ModelInfo()
 
 
+def _ip_networks(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address or network") from None
+    return values
+
+
+# Asymmetric only: a JWKS holds public keys, and HS* would verify an HMAC keyed with one of them.
+JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+class JwtAuthSettings(_Frozen):
+    """general_settings.litellm_jwtauth: how bearer JWTs are verified and mapped to callers (docs/jwt-auth.md).
+
+    URL, issuer and audience fall back to JWT_PUBLIC_KEY_URL, JWT_ISSUER and JWT_AUDIENCE.
+    """
+
+    public_key_url: str | None = None           # comma-separated for several JWKS URLs
+    public_key_ttl: float = Field(default=600, gt=0)
+    public_key_refresh_interval: float = Field(default=5, ge=0)   # least seconds between unknown-kid refreshes
+    issuer: str | None = None
+    audience: str | None = None
+    algorithms: tuple[str, ...] = Field(default=JWT_ALGORITHMS, min_length=1)
+    leeway: float = Field(default=30, ge=0, le=300)
+    admin_jwt_scope: str | None = "litellm_proxy_admin"
+    user_id_jwt_field: str | None = "sub"
+    team_id_jwt_field: str | None = None
+    team_ids_jwt_field: str | None = None
+    team_id_default: str | None = None
+    user_roles_jwt_field: str | None = None
+    user_allowed_roles: tuple[str, ...] | None = None
+    end_user_id_jwt_field: str | None = None
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        refused = [value for value in values if value not in JWT_ALGORITHMS]
+        if refused:
+            raise ValueError(f"{', '.join(refused)} not accepted: JWTs are verified with the identity provider's "
+                             f"public keys, so only {', '.join(JWT_ALGORITHMS)} may be listed")
+        return values
+
+    @model_validator(mode="after")
+    def _roles_in_pairs(self) -> JwtAuthSettings:
+        if (self.user_roles_jwt_field is None) != (self.user_allowed_roles is None):
+            raise ValueError("user_roles_jwt_field and user_allowed_roles are set together or not at all")
+        return self
+
+
 class GeneralSettings(_Frozen):
     master_key: str | None = None
     database_url: str | None = None
@@ -69,6 +121,16 @@ class GeneralSettings(_Frozen):
     admin_only_routes: tuple[str, ...] = ()
     allowed_routes: tuple[str, ...] = ()
     enforced_params: tuple[str, ...] = ()
+    allowed_ips: tuple[str, ...] = ()
+    use_x_forwarded_for: bool = False
+    # Peers whose X-Forwarded-For is believed (load balancers); nobody else's is.
+    trusted_proxies: tuple[str, ...] = ()
+    max_request_size_mb: float | None = Field(default=None, gt=0)
+    max_response_size_mb: float | None = Field(default=None, gt=0)
+    enable_jwt_auth: bool = False
+    litellm_jwtauth: JwtAuthSettings = JwtAuthSettings()
+
+    _check_allowed_ips = field_validator("allowed_ips", "trusted_proxies")(_ip_networks)
 
 
 Fallbacks = tuple[dict[str, tuple[str, ...]], ...]
@@ -85,7 +147,48 @@ class _Reliability(_Frozen):
     default_fallbacks: tuple[str, ...] | None = None
 
 
-class LitellmSettings(_Reliability):
+FailureMode = Literal["open", "closed"]
+
+
+def _threshold(default: float | None = None):
+    return Field(default=default, ge=0, le=1)
+
+
+class _Guardrails(_Frozen):
+    """Guardrail settings, read by guardrails/ (docs/guardrails.md)."""
+
+    blocked_user_list: tuple[str, ...] | str | None = None      # a list, or a file with one id a line
+    banned_keywords_list: tuple[str, ...] | str | None = None
+    guardrail_failure_mode: FailureMode = "closed"             # remote service down: refuse or let through
+    guardrail_timeout: float = Field(default=10.0, gt=0)       # seconds per remote guardrail call
+    llm_guard_mode: Literal["all", "key-specific", "request-specific"] = "all"
+    llm_guard_failure_mode: FailureMode | None = None
+    llamaguard_model_name: str | None = None                    # sagemaker/<endpoint name>
+    llamaguard_unsafe_content_categories: str | None = None     # file replacing the default categories
+    llamaguard_failure_mode: FailureMode | None = None
+    google_moderation_api_base: str = "https://language.googleapis.com"
+    google_moderation_api_key: str | None = None
+    google_moderation_failure_mode: FailureMode | None = None
+    google_moderation_confidence_threshold: float = _threshold(0.8)
+    toxic_confidence_threshold: float | None = _threshold()
+    insult_confidence_threshold: float | None = _threshold()
+    profanity_confidence_threshold: float | None = _threshold()
+    derogatory_confidence_threshold: float | None = _threshold()
+    sexual_confidence_threshold: float | None = _threshold()
+    death_harm_and_tragedy_threshold: float | None = _threshold()
+    violent_threshold: float | None = _threshold()
+    firearms_and_weapons_threshold: float | None = _threshold()
+    public_safety_threshold: float | None = _threshold()
+    health_threshold: float | None = _threshold()
+    religion_and_belief_threshold: float | None = _threshold()
+    illicit_drugs_threshold: float | None = _threshold()
+    war_and_conflict_threshold: float | None = _threshold()
+    politics_threshold: float | None = _threshold()
+    finance_threshold: float | None = _threshold()
+    legal_threshold: float | None = _threshold()
+
+
+class LitellmSettings(_Reliability, _Guardrails):
     callbacks: tuple[str, ...] = ()
     drop_params: bool = False
     request_timeout: float | None = Field(default=None, gt=0)

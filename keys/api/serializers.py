@@ -52,3 +52,21 @@ class KeyListQuerySerializer(serializers.Serializer):
     key_alias = serializers.CharField(required=False)
     key_hash = serializers.CharField(required=False)
     return_full_object = serializers.BooleanField(required=False, default=False)
+
+
+class KeyBlockSerializer(serializers.Serializer):
+    key = serializers.CharField(max_length=255)
+
+
+class KeyRegenerateSerializer(KeyUpdateSerializer):
+    """The key comes in the body, as ``?key=`` or in the path; settings as for /key/update."""
+
+    key = serializers.CharField(required=False, max_length=255)
+    new_key = serializers.CharField(required=False, min_length=8, max_length=255)
+    grace_period = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+
+    def validate_grace_period(self, value):
+        if value:
+            raise serializers.ValidationError("Not supported: the old key stops working as soon as the new one "
+                                              "is issued. Send the request without grace_period.")
+        return value

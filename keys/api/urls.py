@@ -8,4 +8,8 @@ urlpatterns = [
     path("key/delete", views.KeyDeleteApi.as_view()),
     path("key/info", views.KeyInfoApi.as_view()),
     path("key/list", views.KeyListApi.as_view()),
+    path("key/block", views.KeyBlockApi.as_view()),
+    path("key/unblock", views.KeyUnblockApi.as_view()),
+    path("key/regenerate", views.KeyRegenerateApi.as_view()),
+    path("key/<str:key>/regenerate", views.KeyRegenerateApi.as_view()),
 ]

@@ -4,12 +4,13 @@ from __future__ import annotations
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway_project.errors import PermissionDeniedError
+from gateway_project.errors import BadRequestError, PermissionDeniedError
 from keys import selectors, services
-from keys.api.serializers import (KeyDeleteSerializer, KeyGenerateSerializer, KeyListQuerySerializer,
-                                  KeyUpdateSerializer)
+from keys.api import access
+from keys.api.serializers import (KeyBlockSerializer, KeyDeleteSerializer, KeyGenerateSerializer,
+                                  KeyListQuerySerializer, KeyRegenerateSerializer, KeyUpdateSerializer)
 from keys.hashing import digest
-from teams.permissions import IsAuthenticatedCaller, caller_user_id
+from teams.permissions import IsAuthenticatedCaller, IsProxyAdminOrOwner, caller_user_id, sees_everything
 
 
 def _validated(serializer_class, data) -> dict:
@@ -19,29 +20,38 @@ def _validated(serializer_class, data) -> dict:
 
 
 class KeyGenerateApi(APIView):
+    permission_classes = [IsProxyAdminOrOwner]
+
     def post(self, request):
-        fields = _validated(KeyGenerateSerializer, request.data)
+        fields = access.check_new_key(request, _validated(KeyGenerateSerializer, request.data))
         key, raw = services.key_generate(actor=caller_user_id(request.user), **fields)
         return Response({**selectors.key_info_dict(key), "key": raw})
 
 
 class KeyUpdateApi(APIView):
+    permission_classes = [IsProxyAdminOrOwner]
+
     def post(self, request):
         fields = _validated(KeyUpdateSerializer, request.data)
+        access.check_owner_change(request, services.key_get(key=fields["key"]), fields)
         named = fields.pop("key")
         key = services.key_update(actor=caller_user_id(request.user), key=named, **fields)
         return Response({**selectors.key_info_dict(key), "key": named})
 
 
 class KeyDeleteApi(APIView):
+    permission_classes = [IsProxyAdminOrOwner]
+
     def post(self, request):
         fields = _validated(KeyDeleteSerializer, request.data)
+        access.check_owner_delete(request, selectors.keys_named(keys=fields.get("keys"),
+                                                                key_aliases=fields.get("key_aliases")))
         deleted = services.key_delete(keys=fields.get("keys"), key_aliases=fields.get("key_aliases"))
         return Response({"deleted_keys": deleted})
 
 
 def _may_see(caller, key) -> bool:
-    if getattr(caller, "is_proxy_admin", False):
+    if sees_everything(caller):
         return True
     if getattr(caller, "key_token", None) == key.token:
         return True
@@ -70,7 +80,7 @@ class KeyListApi(APIView):
         query = _validated(KeyListQuerySerializer, request.query_params)
         caller = request.user
         filters = {name: query.get(name) for name in ("user_id", "team_id", "key_alias", "key_hash")}
-        if not getattr(caller, "is_proxy_admin", False):
+        if not sees_everything(caller):
             # Non-admins list their own user's keys, or only the calling key when it has no user.
             if caller_user_id(caller):
                 filters["user_id"] = caller_user_id(caller)
@@ -79,3 +89,42 @@ class KeyListApi(APIView):
         rows, total, pages = selectors.paginate(selectors.key_list(**filters), page=query["page"], size=query["size"])
         keys = [selectors.key_info_dict(k) for k in rows] if query["return_full_object"] else [k.token for k in rows]
         return Response({"keys": keys, "total_count": total, "current_page": query["page"], "total_pages": pages})
+
+
+class KeyBlockApi(APIView):
+    """``/key/block``: proxy admins, or an internal user on its own key."""
+
+    permission_classes = [IsProxyAdminOrOwner]
+
+    def post(self, request):
+        named = _validated(KeyBlockSerializer, request.data)["key"]
+        access.check_owner_change(request, services.key_get(key=named), {})
+        key = services.key_block(actor=caller_user_id(request.user), key=named)
+        return Response({**selectors.key_info_dict(key), "key": named})
+
+
+class KeyUnblockApi(APIView):
+    """``/key/unblock``: proxy admins only; nothing records who blocked a key."""
+
+    def post(self, request):
+        named = _validated(KeyBlockSerializer, request.data)["key"]
+        key = services.key_unblock(actor=caller_user_id(request.user), key=named)
+        return Response({**selectors.key_info_dict(key), "key": named})
+
+
+class KeyRegenerateApi(APIView):
+    """``/key/regenerate`` (key in the body or ``?key=``) and ``/key/{key}/regenerate``."""
+
+    permission_classes = [IsProxyAdminOrOwner]
+
+    def post(self, request, key: str | None = None):
+        fields = _validated(KeyRegenerateSerializer, request.data)
+        fields.pop("grace_period", None)
+        body_key = fields.pop("key", None)
+        named = key or request.query_params.get("key") or body_key
+        if not named:
+            raise BadRequestError("Pass the key to regenerate: /key/{key}/regenerate, ?key= or \"key\" in the body.",
+                                  param="key")
+        access.check_owner_change(request, services.key_get(key=named), fields)
+        record, raw = services.key_regenerate(actor=caller_user_id(request.user), key=named, **fields)
+        return Response({**selectors.key_info_dict(record), "key": raw})

@@ -11,7 +11,7 @@ from typing import Any
 from django.http import HttpResponse
 
 from gateway_project.errors import GatewayError
-from proxy.pipeline import auth, params, upstream
+from proxy.pipeline import auth, guardrails, params, upstream
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.record import record_call
 from proxy.schemas import parse_json_object
@@ -29,10 +29,12 @@ async def run(ctx: RequestContext, raw_body: bytes, validate: Callable[[dict[str
         if model is not None:
             body["model"] = model
         ctx.body = validate(body)
+        params.check_enforced_params(ctx)
         ctx.model_group = ctx.body["model"]
         ctx.stream = ctx.call_type == "chat" and ctx.body.get("stream") is True
         params.merge_metadata(ctx)
         params.check_model(ctx)
+        await guardrails.before_call(ctx)
         if ctx.stream:
             return await upstream.respond_stream(ctx)
         return await upstream.respond(ctx, OPERATIONS[ctx.call_type])

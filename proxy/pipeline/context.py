@@ -12,6 +12,7 @@ from django.http import HttpRequest
 
 from gateway_project.errors import GatewayError
 from keys.cache import KeyRecord
+from keys.middleware import requester_ip
 from teams.cache import TeamRecord
 
 
@@ -24,6 +25,7 @@ class Principal:
     team: TeamRecord | None
     user_id: str | None
     role: str
+    end_user_id: str | None = None  # from a JWT's end_user_id_jwt_field
 
     @property
     def key_alias(self) -> str | None:
@@ -63,7 +65,7 @@ class RequestContext:
 
     @property
     def requester_ip(self) -> str | None:
-        return self.request.META.get("REMOTE_ADDR")
+        return requester_ip(self.request)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000

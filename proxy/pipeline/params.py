@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from gateway_project.errors import InvalidRequestError, ModelAccessDeniedError
-from keys.policy import merge_spend_logs_metadata, merge_tags, model_allowed
+from keys.policy import (enforced_param_error, merge_spend_logs_metadata, merge_tags, missing_enforced_param,
+                         model_allowed)
 from proxy.pipeline.context import RequestContext
 from proxy.runtime import get_runtime
 
@@ -10,6 +11,17 @@ from proxy.runtime import get_runtime
 def invalid_model_message(path: str, model: str) -> str:
     return (f"{path}: Invalid model name passed in model={model}. "
             "Call `/v1/models` to view available models for your key.")
+
+
+def check_enforced_params(ctx: RequestContext) -> None:
+    """``general_settings.enforced_params`` and the key's own: dotted paths the body must carry."""
+    required = get_runtime().config.general_settings.enforced_params
+    key = ctx.principal.key
+    if key is not None and key.enforced_params:
+        required = (*required, *key.enforced_params)
+    missing = missing_enforced_param(ctx.body, required) if required else None
+    if missing is not None:
+        raise enforced_param_error(missing)
 
 
 def check_model(ctx: RequestContext) -> None:

@@ -55,7 +55,9 @@ def record_call(ctx: RequestContext) -> None:
         return
     ctx.recorded = True
     route = ctx.route
-    if route is not None and ctx.error is None:
+    # A failed call with usage (a stream cut short, a response refused for its size) was paid for.
+    has_usage = bool(ctx.prompt_tokens or ctx.completion_tokens)
+    if route is not None and has_usage:
         price_call(ctx)
     principal = ctx.principal
     record(SpendRecord(
@@ -71,6 +73,6 @@ def record_call(ctx: RequestContext) -> None:
         model_id=route.id if route else "", custom_llm_provider=route.provider_name if route else "",
         api_base=route.provider.api_base if route else "",
         prompt_tokens=ctx.prompt_tokens, completion_tokens=ctx.completion_tokens,
-        spend=0.0 if ctx.error is not None else ctx.spend if ctx.spend_known else None,
+        spend=(ctx.spend if ctx.spend_known else None) if has_usage else 0.0,
         request_tags=ctx.tags, metadata=_metadata(ctx), requester_ip_address=ctx.requester_ip,
     ))

@@ -12,8 +12,10 @@ import orjson
 from django.http import HttpResponse, StreamingHttpResponse
 
 from gateway_project.errors import GatewayError, UpstreamError
+from proxy.pipeline import guardrails
 from proxy.pipeline.attempts import call_upstream
 from proxy.pipeline.context import RequestContext
+from proxy.pipeline.limits import MB, check_response_size, response_limit_bytes, response_too_large
 from proxy.pipeline.record import price_call, record_call
 from proxy.router import Route
 from proxy.tokens import estimate_prompt_tokens, estimate_tokens_of_chars
@@ -47,13 +49,16 @@ async def respond(ctx: RequestContext, operation: str) -> HttpResponse:
     ctx.upstream_seconds = time.perf_counter() - ctx.upstream_started
     ctx.response_id = body.get("id") if isinstance(body.get("id"), str) else None
     _take_usage(ctx, body.get("usage"))
+    await guardrails.after_call(ctx, body)
     body["model"] = ctx.model_group
     price_call(ctx)
     headers = _headers(ctx)
     headers["x-litellm-response-cost"] = repr(ctx.spend) if ctx.spend_known else "None"
     headers["x-litellm-response-duration-ms"] = f"{ctx.elapsed_ms():.3f}"
     headers["x-litellm-overhead-duration-ms"] = f"{ctx.elapsed_ms() - ctx.upstream_seconds * 1000:.3f}"
-    return HttpResponse(orjson.dumps(body), content_type="application/json", headers=headers)
+    content = orjson.dumps(body)
+    check_response_size(len(content))
+    return HttpResponse(content, content_type="application/json", headers=headers)
 
 
 async def _open_stream(ctx: RequestContext, route: Route) -> tuple[AsyncIterator[dict], dict | None]:
@@ -102,17 +107,24 @@ def _estimate_usage(ctx: RequestContext, completion_chars: int) -> None:
 
 async def _relay(ctx: RequestContext, chunks: AsyncIterator[dict], first: dict | None,
                  wants_usage: bool) -> AsyncIterator[bytes]:
-    streamed_chars = 0
+    streamed_chars, relayed, limit = 0, 0, response_limit_bytes()
     try:
+        check = guardrails.chunk_check(ctx)
         chunk = first
         while chunk is not None:
             streamed_chars += _observe(ctx, chunk)
+            if check is not None:
+                check(chunk)
             chunk["model"] = ctx.model_group
             # The gateway always asks for usage; a client that did not ask does not get it.
             if not wants_usage:
                 chunk.pop("usage", None)
             if chunk.get("choices") or wants_usage:
-                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                event = b"data: " + orjson.dumps(chunk) + b"\n\n"
+                relayed += len(event)
+                if limit is not None and relayed > limit:
+                    raise response_too_large(relayed, limit / MB)
+                yield event
             chunk = await anext(chunks, None)
         yield _DONE
     except GatewayError as exc:

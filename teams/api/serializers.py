@@ -112,3 +112,38 @@ class UserNewSerializer(BudgetFieldsSerializer):
 
 class UserInfoQuerySerializer(serializers.Serializer):
     user_id = serializers.CharField(required=False)
+
+
+class UserUpdateSerializer(BudgetFieldsSerializer):
+    user_id = serializers.CharField(max_length=150)
+    user_email = serializers.EmailField(required=False, allow_null=True, max_length=254)
+    user_role = serializers.ChoiceField(choices=UserRole.choices, required=False)
+    models = string_list(required=False)
+    metadata = serializers.DictField(required=False)
+
+
+class UserIdsSerializer(serializers.Serializer):
+    user_ids = string_list(allow_empty=False)
+
+
+class CustomerFieldsSerializer(BudgetFieldsSerializer):
+    """Settings of a customer, shared by /customer/new and /customer/update. Absent fields are left alone."""
+
+    alias = serializers.CharField(required=False, allow_null=True, max_length=255)
+    blocked = serializers.BooleanField(required=False)
+    allowed_model_region = serializers.ChoiceField(choices=["eu", "us"], required=False, allow_null=True)
+    default_model = serializers.CharField(required=False, allow_null=True, max_length=255)
+    models = string_list(required=False)
+
+
+class CustomerSerializer(CustomerFieldsSerializer):
+    user_id = serializers.CharField(max_length=255)
+
+
+class CustomerInfoQuerySerializer(serializers.Serializer):
+    end_user_id = serializers.CharField(max_length=255)
+
+
+class CustomerListQuerySerializer(serializers.Serializer):
+    page = serializers.IntegerField(required=False, default=1, min_value=1)
+    size = serializers.IntegerField(required=False, default=100, min_value=1, max_value=1000)

@@ -199,18 +199,18 @@ class Gateway:
 
 
 @contextmanager
-def launch_gateway(e2e_dir: Path, config_text: str, name: str = "gateway"):
-    """A live gateway on a database of its own, started as an operator would."""
+def launch_gateway(e2e_dir: Path, config_text: str, name: str = "gateway", env: dict[str, str] | None = None):
+    """A live gateway on a database of its own, started as an operator would (``env``: extra variables)."""
     database_url, drop_database = _fresh_database_url(e2e_dir)
     config = e2e_dir / f"{name}.yaml"
     config.write_text(config_text)
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
-           "GATEWAY_DATA_DIR": str(e2e_dir / "data"), "E2E_UPSTREAM_KEY": UPSTREAM_KEY,
-           "GATEWAY_SPEND_FLUSH_INTERVAL": "0.05"}
-    env.pop("GATEWAY_MASTER_KEY", None)
+    child_env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
+                 "GATEWAY_DATA_DIR": str(e2e_dir / "data"), "E2E_UPSTREAM_KEY": UPSTREAM_KEY,
+                 "GATEWAY_SPEND_FLUSH_INTERVAL": "0.05", **(env or {})}
+    child_env.pop("GATEWAY_MASTER_KEY", None)
     process = ServerProcess([sys.executable, "manage.py", "gateway", "--config", str(config), "--port", str(port),
-                             "--migrate"], log_dir=e2e_dir, name=name, env=env, cwd=ROOT)
+                             "--migrate"], log_dir=e2e_dir, name=name, env=child_env, cwd=ROOT)
     try:
         with process:
             process.wait_until_ready(f"http://127.0.0.1:{port}/health/liveliness", timeout=60)

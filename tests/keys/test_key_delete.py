@@ -99,7 +99,8 @@ def test_delete_refuses_keys_that_are_not_a_list(admin_api):
 
 
 def test_delete_by_a_non_admin_key_is_refused(admin_api, api_as):
-    raw = _generate(admin_api, user_id="alice")["key"]
+    # An internal_user_viewer: internal users may delete their own keys (tests/test_role_matrix.py).
+    raw = admin_api.post("/user/new", {"user_id": "vera", "user_role": "internal_user_viewer"}, format="json").json()["key"]
 
     response = api_as(raw).post("/key/delete", {"keys": [raw]}, format="json")
 

@@ -103,7 +103,8 @@ def test_generate_with_an_unknown_key_is_401(api_as):
 
 
 def test_generate_by_a_non_admin_key_is_refused(admin_api, api_as):
-    raw = admin_api.post("/key/generate", {"user_id": "alice"}, format="json").json()["key"]
+    # An internal_user_viewer: internal users may generate keys for themselves (tests/test_role_matrix.py).
+    raw = admin_api.post("/user/new", {"user_id": "vera", "user_role": "internal_user_viewer"}, format="json").json()["key"]
 
     response = api_as(raw).post("/key/generate", {}, format="json")
 

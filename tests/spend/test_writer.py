@@ -1,4 +1,5 @@
 import pytest
+from django.db import connection  # noqa: F401  (used by skipif)
 
 from keys.services import key_generate
 from spend.models import SpendLog, SpendLogTag
@@ -55,3 +56,25 @@ def test_failed_requests_are_rows_too():
     write_batch([spend_record(status="failure", spend=0.0, prompt_tokens=0, completion_tokens=0)])
 
     assert SpendLog.objects.get().status == "failure"
+
+
+def test_nul_bytes_from_clients_are_stripped_before_storing():
+    write_batch([spend_record(model_group="gpt\x00-evil", end_user="u\x00", request_tags=["t\x00ag"],
+                              metadata={"spend_logs_metadata": {"k\x00": "v\x00"}})])
+
+    row = SpendLog.objects.get()
+    assert row.model_group == "gpt-evil" and row.end_user == "u"
+    assert row.metadata == {"spend_logs_metadata": {"k": "v"}}
+    assert SpendLogTag.objects.get().tag == "tag"
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="SQLite does not enforce varchar lengths")
+def test_a_row_the_database_refuses_does_not_hold_back_the_rest_of_its_batch(caplog):
+    from spend.writer import write_batch_isolating
+
+    bad = spend_record(request_id="x" * 300)  # longer than the column
+    written = write_batch_isolating([spend_record(), bad, spend_record()])
+
+    assert written == 2
+    assert SpendLog.objects.count() == 2
+    assert bad.call_id in caplog.text

@@ -1,0 +1,109 @@
+"""Step 3: request and response size limits (``max_request_size_mb``, ``max_response_size_mb``).
+
+The request limit is enforced at the ASGI layer, before Django reads the body: from
+``Content-Length`` when the client sends one (nothing is read), else on the bytes as they arrive
+(chunked uploads), stopping at the limit. The response limit is checked on the serialized body, and
+on the bytes of a stream as they are relayed.
+"""
+from __future__ import annotations
+
+import orjson
+
+from django.conf import settings
+
+from gateway_project.config import get_config
+from gateway_project.errors import BadRequestError, GatewayError
+
+MB = 1024 * 1024
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
+def request_too_large(size_bytes: int, limit_mb: float) -> BadRequestError:
+    return BadRequestError(f"Request size is too large. Request size is {size_bytes / MB} MB. "
+                           f"Max size is {limit_mb} MB", param="content-length", numeric_code=True)
+
+
+def response_too_large(size_bytes: int, limit_mb: float) -> BadRequestError:
+    return BadRequestError(f"Response size is too large. Response size is {size_bytes / MB} MB. "
+                           f"Max size is {limit_mb} MB", param="content-length", numeric_code=True)
+
+
+def response_limit_bytes() -> int | None:
+    limit = get_config().general_settings.max_response_size_mb
+    return None if limit is None else int(limit * MB)
+
+
+def check_response_size(size_bytes: int) -> None:
+    limit = get_config().general_settings.max_response_size_mb
+    if limit is not None and size_bytes > limit * MB:
+        raise response_too_large(size_bytes, limit)
+
+
+def headers_too_large(size_bytes: int, limit: int) -> GatewayError:
+    return GatewayError(f"Request headers are too large: {size_bytes} bytes. Max size is {limit} bytes",
+                        status=431, type="bad_request_error", param="headers")
+
+
+class RequestSizeLimit:
+    """ASGI middleware: refuse oversized headers (``GATEWAY_MAX_HEADER_BYTES``), and a request body
+    over ``max_request_size_mb`` without reading past it."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            header_bytes = sum(len(name) + len(value) for name, value in scope.get("headers", ()))
+            if header_bytes > settings.GATEWAY_MAX_HEADER_BYTES:
+                await _refuse(send, headers_too_large(header_bytes, settings.GATEWAY_MAX_HEADER_BYTES))
+                return
+        limit_mb = get_config().general_settings.max_request_size_mb if scope["type"] == "http" else None
+        if limit_mb is None or scope.get("method") in _BODYLESS:
+            await self.app(scope, receive, send)
+            return
+        limit = limit_mb * MB
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _refuse(send, request_too_large(declared, limit_mb))
+            return
+        messages, size = [], 0
+        while True:  # read (at most up to the limit) so the size is known before Django sees the body
+            message = await receive()
+            if message["type"] != "http.request":
+                messages.append(message)
+                break
+            size += len(message.get("body", b""))
+            if size > limit:
+                await _refuse(send, request_too_large(size, limit_mb))
+                return
+            messages.append(message)
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(messages, receive), send)
+
+
+def _content_length(scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _replay(messages: list, receive):
+    pending = list(messages)
+
+    async def replayed():
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
+async def _refuse(send, exc: GatewayError) -> None:
+    body = orjson.dumps(exc.body())
+    await send({"type": "http.response.start", "status": exc.status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
