@@ -8,11 +8,14 @@ written by another process can be.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
+
+logger = logging.getLogger("gateway.cache")
 
 _MISSING = object()
 
@@ -31,6 +34,8 @@ class SnapshotCache(Generic[V]):
         self._generation = 0
 
     async def get(self, key: str) -> V | None:
+        if "\x00" in key:
+            return None  # client-supplied; no stored id can hold a NUL byte (PostgreSQL refuses them)
         entry = self._entries.get(key, _MISSING)
         if entry is not _MISSING and entry[0] > time.monotonic():  # type: ignore[index]
             return entry[1]  # type: ignore[index]
@@ -66,3 +71,90 @@ class SnapshotCache(Generic[V]):
     def clear(self) -> None:
         self._generation += 1
         self._entries.clear()
+
+
+# --- Invalidation across processes --------------------------------------------------------------------
+
+_caches: dict[str, SnapshotCache] = {}
+
+
+def register(cache: SnapshotCache) -> SnapshotCache:
+    _caches[cache.name] = cache
+    return cache
+
+
+class InvalidationBus:
+    """With Redis, every write is announced on one channel and every process drops its copy at once;
+    without Redis, only the writing process learns of it (others wait out the TTL).
+
+    ``publish`` is called from whatever thread committed the write (sync); ``listen`` runs as a task
+    on each server process's event loop.
+    """
+
+    channel = "gateway:invalidate"
+
+    def __init__(self, redis_url: str | None) -> None:
+        self._url = redis_url
+        self._client = None
+
+    def publish(self, name: str, key: str) -> None:
+        if not self._url:
+            return
+        try:
+            if self._client is None:
+                import redis
+
+                self._client = redis.Redis.from_url(self._url, socket_timeout=1.0, socket_connect_timeout=1.0)
+            self._client.publish(self.channel, f"{name}\x1f{key}")
+        except Exception as exc:  # any Redis failure: other processes fall back to the TTL
+            logger.warning("cache invalidation of %s %s not broadcast (%s); other processes see it "
+                           "within the cache TTL", name, key[:12], type(exc).__name__)
+
+    async def listen(self) -> None:
+        """Apply every announced invalidation here; reconnect (dropping everything cached) on trouble."""
+        import redis.asyncio
+
+        delay = 0.5
+        while True:
+            try:
+                client = redis.asyncio.Redis.from_url(self._url, health_check_interval=15)
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    for cache in _caches.values():  # anything missed while disconnected is gone
+                        cache.clear()
+                    delay = 0.5
+                    async for message in pubsub.listen():
+                        self._apply(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("cache invalidation channel lost (%s); reconnecting in %.1fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _apply(self, message) -> None:
+        if message.get("type") != "message":
+            return
+        data = message["data"].decode() if isinstance(message["data"], bytes) else str(message["data"])
+        name, _, key = data.partition("\x1f")
+        cache = _caches.get(name)
+        if cache is not None:
+            cache.invalidate(key)
+
+
+def invalidate_everywhere(cache: SnapshotCache, key: str) -> None:
+    """Drop ``key`` here and announce it to every other process (call after the write commits)."""
+    cache.invalidate(key)
+    bus().publish(cache.name, key)
+
+
+_bus: InvalidationBus | None = None
+
+
+def bus() -> InvalidationBus:
+    global _bus
+    if _bus is None:
+        from django.conf import settings
+
+        _bus = InvalidationBus(settings.REDIS_URL)
+    return _bus

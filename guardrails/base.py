@@ -97,14 +97,15 @@ class FailurePolicy:
         self.guardrail = guardrail
         self.mode = mode
 
-    def unavailable(self, reason: str) -> None:
-        """Log it; fail open (return: the call goes on unchecked) or closed (raise a 503)."""
+    def unavailable(self, reason: str, detail: str) -> None:
+        """Log it; fail open (return: the call goes on unchecked) or closed (raise a 503).
+
+        ``reason`` is told to the client too; ``detail`` (an address, the exception) only to the log."""
         if self.mode == "open":
-            logger.warning("Guardrail %s: service unavailable (%s); failing open, the request continues "
-                           "unchecked (guardrail_failure_mode: open)", self.guardrail, reason)
+            logger.warning("Guardrail %s: %s (%s); failing open, the request continues unchecked "
+                           "(guardrail_failure_mode: open)", self.guardrail, reason, detail)
             return
-        logger.warning("Guardrail %s: service unavailable (%s); failing closed, the request is refused "
-                       "(guardrail_failure_mode: closed)", self.guardrail, reason)
-        raise GuardrailUnavailable(
-            f"Guardrail {self.guardrail} is unavailable, so the request was not sent: {reason}",
-            type="guardrail_unavailable")
+        logger.warning("Guardrail %s: %s (%s); failing closed, the request is refused "
+                       "(guardrail_failure_mode: closed)", self.guardrail, reason, detail)
+        raise GuardrailUnavailable(f"Guardrail {self.guardrail} is unavailable: {reason}. The request was not sent.",
+                                   type="guardrail_unavailable")

@@ -20,11 +20,12 @@ import logging
 from typing import Any
 
 from gateway_project.config import ConfigError, GatewayConfig
-from gateway_project.errors import GatewayError, PermissionDeniedError
+from gateway_project.errors import GatewayError, InvalidRequestError, PermissionDeniedError
 from guardrails.base import MODIFY_PERMISSION, Call, ChunkCheck, Guardrail
 from guardrails.registry import GUARDRAILS, ORDER, build
 
 logger = logging.getLogger("gateway.guardrails")
+_MAX_WARNED = 100
 
 
 class GuardrailSet:
@@ -41,14 +42,17 @@ class GuardrailSet:
         """Nothing is on for everyone: only calls that name guardrails need the runner."""
         return not self.default_on
 
-    def get(self, name: str) -> Guardrail:
+    def get(self, name: str, *, by_request: bool = False) -> Guardrail:
+        """The guardrail ``name``, built on first use. Without its settings: a 500 when a key or team
+        names it (the gateway's configuration is wrong), a 400 when the request does."""
         guardrail = self._built.get(name)
         if guardrail is None:
             try:
                 guardrail = self._built[name] = build(name, self.config)
             except ConfigError as exc:
                 logger.error("Guardrail %s was asked for but cannot be built: %s", name, exc)
-                raise GatewayError(f"Guardrail {name} is not configured on this gateway") from None
+                error = InvalidRequestError if by_request else GatewayError
+                raise error(f"Guardrail {name} is not configured on this gateway") from None
         return guardrail
 
     def select(self, call: Call) -> list[Guardrail]:
@@ -64,7 +68,9 @@ class GuardrailSet:
         switched_off = refused | {name for name, value in call.key_permissions.items() if value is False}
         chosen = []
         for name in ORDER:
-            if name in requested or (name not in switched_off and name in named):
+            if name in requested:
+                chosen.append(self.get(name, by_request=True))
+            elif name not in switched_off and name in named:
                 chosen.append(self.get(name))
             elif name in self.default_on and name not in switched_off and self._built[name].wanted(call):
                 chosen.append(self._built[name])
@@ -107,6 +113,8 @@ class GuardrailSet:
         return check_all
 
     def _warn_unknown(self, names: set[str]) -> None:
+        if len(self._warned) >= _MAX_WARNED:  # requests choose these names: bound what is remembered
+            return
         for name in names - GUARDRAILS.keys() - self._warned:
             self._warned.add(name)
             logger.warning("Unknown guardrail %r named by a key, team or request: ignored (known: %s)",

@@ -14,9 +14,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
-from gateway_project.snapshots import SnapshotCache
+from gateway_project.snapshots import SnapshotCache, invalidate_everywhere, register
 from keys.hashing import digest
 from keys.models import VirtualKey
+from teams.cache import NO_LIMITS, Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,10 @@ class KeyRecord:
     max_parallel_requests: int | None
     expires: datetime | None
     blocked: bool
+    limits: Limits = NO_LIMITS
+    # Per-model limits of this key: {"gpt-4o": 100}
+    model_rpm_limit: dict[str, int] | None = None
+    model_tpm_limit: dict[str, int] | None = None
     guardrails: tuple[str, ...] = ()
 
     @classmethod
@@ -55,6 +60,8 @@ class KeyRecord:
             tags=tuple(key.tags or ()), max_budget=key.max_budget, spend=key.spend,
             tpm_limit=key.tpm_limit, rpm_limit=key.rpm_limit,
             max_parallel_requests=key.max_parallel_requests, expires=key.expires, blocked=key.blocked,
+            limits=Limits.of(key), model_rpm_limit=dict(key.model_rpm_limit or {}) or None,
+            model_tpm_limit=dict(key.model_tpm_limit or {}) or None,
             guardrails=tuple(key.guardrails or ()),
         )
 
@@ -65,7 +72,7 @@ def _load(token: str) -> KeyRecord | None:
     return KeyRecord.from_model(key) if key else None
 
 
-key_cache: SnapshotCache[KeyRecord] = SnapshotCache("key", _load, ttl=lambda: settings.GATEWAY_CACHE_TTL)
+key_cache: SnapshotCache[KeyRecord] = register(SnapshotCache("key", _load, ttl=lambda: settings.GATEWAY_CACHE_TTL))
 
 
 async def key_lookup(raw_key: str) -> KeyRecord | None:
@@ -76,7 +83,7 @@ async def key_lookup(raw_key: str) -> KeyRecord | None:
 def _on_key_write(sender, instance: VirtualKey, **kwargs) -> None:
     # Read the token now: Django clears a deleted instance's primary key before on_commit runs.
     token = instance.token
-    transaction.on_commit(lambda: key_cache.invalidate(token))
+    transaction.on_commit(lambda: invalidate_everywhere(key_cache, token))
 
 
 post_save.connect(_on_key_write, sender=VirtualKey, dispatch_uid="key_cache_save")
@@ -87,7 +94,7 @@ def _on_user_write(sender, instance, **kwargs) -> None:
     # A key's snapshot carries its user's role; a role change must reach cached keys too.
     def invalidate() -> None:
         for token in VirtualKey.objects.filter(user_id=instance.pk).values_list("token", flat=True):
-            key_cache.invalidate(token)
+            invalidate_everywhere(key_cache, token)
 
     transaction.on_commit(invalidate)
 

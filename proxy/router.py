@@ -111,6 +111,24 @@ class Router:
     def has(self, model_group: str) -> bool:
         return model_group in self._groups
 
+    def worst_price(self, model_group: str) -> Price | None:
+        """The highest price a call to the group can incur, fallbacks included (for budget reservations);
+        None when any deployment that could answer has no known price."""
+        groups = [model_group]
+        if self.reliability is not None:
+            for table in (self.reliability.fallbacks, self.reliability.context_window_fallbacks):
+                groups += table.get(model_group, ())
+            groups += self.reliability.default_fallbacks
+        routes = [route for group in groups for route in self._groups.get(group, ())]
+        if not routes or any(route.price is None for route in routes):
+            return None
+        return Price(input_cost_per_token=max(r.price.input_cost_per_token for r in routes),
+                     output_cost_per_token=max(r.price.output_cost_per_token for r in routes))
+
+    def output_cap(self, model_group: str) -> int | None:
+        caps = [r.deployment.model_info.max_tokens for r in self._groups.get(model_group, ())]
+        return max(caps) if caps and all(caps) else None
+
     def pick(self, model_group: str, *, exclude: frozenset[str] = frozenset()) -> Route | None:
         """A deployment for one attempt: not cooling down, preferably not tried yet in this call.
 

@@ -5,6 +5,7 @@ buffer is flushed too. Built lazily on first use when there was no lifespan (tes
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass
@@ -13,9 +14,11 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from gateway_project.config import GatewayConfig, get_config
+from gateway_project.snapshots import bus
 from keys.hashing import digest
 from proxy.http import ClientPool
 from proxy.router import Router
+from spend.counters import CounterStore, LocalCounters, RedisCounters
 from spend.writer import writer
 
 if TYPE_CHECKING:
@@ -30,6 +33,7 @@ class Runtime:
     master_key: str | None
     master_key_digest: str | None
     started_at: int
+    counters: CounterStore
     jwt_auth: JwtAuth | NoJwtAuth
 
 
@@ -45,9 +49,20 @@ def build(config: GatewayConfig) -> Runtime:
     router = Router(config.model_list, clients=clients, default_timeout=request_timeout,
                     strategy=config.router_settings.routing_strategy, reliability=config.reliability)
     from proxy.pipeline.jwt import jwt_auth_for  # here, not above: proxy.pipeline imports this module
-    return Runtime(config=config, router=router,
+    return Runtime(config=config, router=router, counters=_counters(),
                    clients=clients, master_key=master, master_key_digest=digest(master) if master else None,
                    started_at=int(time.time()), jwt_auth=jwt_auth_for(config, clients))
+
+
+def _counters() -> CounterStore:
+    """Shared counters in Redis when REDIS_URL is set; otherwise this process's own."""
+    if not settings.REDIS_URL:
+        return LocalCounters()
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=2.0, socket_connect_timeout=2.0,
+                                          health_check_interval=30)
+    return RedisCounters(client)
 
 
 def get_runtime() -> Runtime:
@@ -66,11 +81,22 @@ def reset() -> None:
         _runtime = None
 
 
+_listener: asyncio.Task | None = None
+
+
 async def startup() -> None:
+    global _listener
     get_runtime()
+    if settings.REDIS_URL:
+        # Writes on any instance reach this process's key/team caches at once.
+        _listener = asyncio.get_running_loop().create_task(bus().listen(), name="cache-invalidation")
 
 
 async def shutdown() -> None:
+    global _listener
+    if _listener is not None:
+        _listener.cancel()
+        _listener = None
     await writer.stop()
     if _runtime is not None:
         await _runtime.clients.aclose()

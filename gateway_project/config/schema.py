@@ -127,6 +127,8 @@ class GeneralSettings(_Frozen):
     trusted_proxies: tuple[str, ...] = ()
     max_request_size_mb: float | None = Field(default=None, gt=0)
     max_response_size_mb: float | None = Field(default=None, gt=0)
+    # When the shared counters (Redis) are unreachable: refuse requests (false) or admit them unchecked.
+    counters_fail_open: bool = False
     enable_jwt_auth: bool = False
     litellm_jwtauth: JwtAuthSettings = JwtAuthSettings()
 

@@ -6,6 +6,7 @@ words too ("hello" bans "Hello world!" and "othello"). The list is lower-cased o
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from gateway_project.config import ConfigError, GatewayConfig
@@ -41,7 +42,7 @@ class BannedKeywords(Guardrail):
         match = self._pattern.search(text.lower())
         return match.group() if match else None
 
-    def check(self, texts) -> None:
+    def check(self, texts: Iterable[str]) -> None:
         for text in texts:
             word = self.violation(text)
             if word is not None:

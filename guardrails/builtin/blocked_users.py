@@ -5,6 +5,8 @@ and every customer blocked through ``/customer/block`` (read from the customer c
 """
 from __future__ import annotations
 
+from typing import Any
+
 from gateway_project.config import GatewayConfig
 from guardrails.base import Call, Guardrail, GuardrailBlocked
 from guardrails.config import load_list
@@ -15,7 +17,7 @@ def blocked_message(user: str) -> str:
     return f"User blocked from making LLM API Calls. User={user}"
 
 
-def end_user(body: dict) -> str | None:
+def end_user(body: dict[str, Any]) -> str | None:
     for field in ("user", "user_id"):
         value = body.get(field)
         if isinstance(value, str) and value:
@@ -38,7 +40,7 @@ class BlockedUserCheck(Guardrail):
         if user is None:
             return
         if user in self.blocked:
-            raise GuardrailBlocked(blocked_message(user))
+            raise GuardrailBlocked(blocked_message(user), param="user")
         customer = await customer_lookup(user)
         if customer is not None and customer.blocked:
-            raise GuardrailBlocked(blocked_message(user))
+            raise GuardrailBlocked(blocked_message(user), param="user")

@@ -105,10 +105,10 @@ class GoogleTextModeration(Guardrail):
                 raise ValueError("moderationCategories is not a list")
             return categories
         except (httpx2.HTTPError, ValueError, AttributeError) as exc:
-            self.policy.unavailable(f"Google moderateText at {self.api_base} {describe(exc)}")
+            self.policy.unavailable(f"Google moderateText {describe(exc)}", f"{self.api_base}: {exc!r}")
             return None
         except ServiceAccountError as exc:
-            self.policy.unavailable(f"no Google access token ({exc})")
+            self.policy.unavailable("no Google access token", str(exc))
             return None
 
 

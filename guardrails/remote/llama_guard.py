@@ -102,7 +102,7 @@ class LlamaGuard(Guardrail):
             answer = await asyncio.to_thread(self._invoke, payload)
             return parse_verdict(orjson.loads(answer), prompt)
         except self.errors as exc:
-            self.policy.unavailable(f"SageMaker endpoint {self.endpoint} failed ({type(exc).__name__}: {exc})")
+            self.policy.unavailable(f"SageMaker endpoint {self.endpoint} failed ({type(exc).__name__})", str(exc))
             return None
 
     def _invoke(self, payload: bytes) -> bytes:

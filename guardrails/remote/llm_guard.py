@@ -74,7 +74,7 @@ class LlmGuard(Guardrail):
                 raise ValueError("not a JSON object")
             return verdict
         except (httpx2.HTTPError, ValueError) as exc:
-            self.policy.unavailable(f"LLM Guard at {self.api_base} {describe(exc)}")
+            self.policy.unavailable(f"LLM Guard {describe(exc)}", f"{self.api_base}: {exc!r}")
             return None
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from django.http import HttpResponse
 
 from gateway_project.errors import GatewayError
-from proxy.pipeline import auth, guardrails, params, upstream
+from proxy.pipeline import admission, auth, guardrails, params, upstream
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.record import record_call
 from proxy.schemas import parse_json_object
@@ -34,6 +34,7 @@ async def run(ctx: RequestContext, raw_body: bytes, validate: Callable[[dict[str
         ctx.stream = ctx.call_type == "chat" and ctx.body.get("stream") is True
         params.merge_metadata(ctx)
         params.check_model(ctx)
+        await admission.admit_call(ctx)
         await guardrails.before_call(ctx)
         if ctx.stream:
             return await upstream.respond_stream(ctx)
@@ -47,3 +48,4 @@ async def run(ctx: RequestContext, raw_body: bytes, validate: Callable[[dict[str
     finally:
         if ctx.error is not None or not ctx.stream:
             record_call(ctx)
+            await admission.settle_call(ctx)

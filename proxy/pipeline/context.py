@@ -62,6 +62,7 @@ class RequestContext:
     attempted_retries: int = 0
     attempted_fallbacks: int = 0
     release: Callable[[], None] | None = None   # frees the deployment a stream holds
+    admission: Any = None                        # spend.budgets.Admission, settled when the call ends
 
     @property
     def requester_ip(self) -> str | None:

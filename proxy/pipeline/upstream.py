@@ -14,6 +14,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from gateway_project.errors import GatewayError, UpstreamError
 from proxy.pipeline import guardrails
 from proxy.pipeline.attempts import call_upstream
+from proxy.pipeline.admission import settle_call
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.limits import MB, check_response_size, response_limit_bytes, response_too_large
 from proxy.pipeline.record import price_call, record_call
@@ -145,3 +146,4 @@ async def _relay(ctx: RequestContext, chunks: AsyncIterator[dict], first: dict |
         if ctx.release is not None:
             ctx.release()
         record_call(ctx)
+        await settle_call(ctx)

@@ -199,9 +199,14 @@ class Gateway:
 
 
 @contextmanager
-def launch_gateway(e2e_dir: Path, config_text: str, name: str = "gateway", env: dict[str, str] | None = None):
-    """A live gateway on a database of its own, started as an operator would (``env``: extra variables)."""
-    database_url, drop_database = _fresh_database_url(e2e_dir)
+def launch_gateway(e2e_dir: Path, config_text: str, name: str = "gateway", env: dict[str, str] | None = None,
+                   database_url: str | None = None):
+    """A live gateway on a database of its own, started as an operator would (``env``: extra variables;
+    ``database_url``: share a database another instance uses, which then outlives this one)."""
+    if database_url is None:
+        database_url, drop_database = _fresh_database_url(e2e_dir)
+    else:
+        drop_database = lambda: None  # noqa: E731  (the owner drops it)
     config = e2e_dir / f"{name}.yaml"
     config.write_text(config_text)
     port = free_port()

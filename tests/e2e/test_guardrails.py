@@ -97,9 +97,10 @@ def gateway_log(gateway) -> str:
     return gateway.process.log_path.read_text(errors="replace")
 
 
-def assert_refused(response, status: int, message: str, type_: str = "invalid_request_error") -> None:
+def assert_refused(response, status: int, message: str, param: str | None = None) -> None:
     assert response.status_code == status, response.text
-    assert response.json() == {"error": {"message": message, "type": type_, "param": None, "code": str(status)}}
+    assert response.json() == {"error": {"message": message, "type": "invalid_request_error", "param": param,
+                                         "code": str(status)}}
 
 
 # hide_secrets ------------------------------------------------------------------------------------
@@ -177,6 +178,7 @@ def test_a_user_on_the_blocked_list_is_refused_with_the_exact_message(gateway, u
     assert caught.value.status_code == 400
     assert caught.value.body["message"] == "User blocked from making LLM API Calls. User=user_id_1"
     assert caught.value.body["type"] == "invalid_request_error"
+    assert caught.value.body["param"] == "user"
     assert upstream.requests() == []
     assert chat(gateway, "what llm are you", user="user_id_3").status_code == 200
 
@@ -185,7 +187,7 @@ def test_a_customer_blocked_through_the_api_is_refused(gateway, upstream):
     blocked = gateway.admin("POST", "/customer/block", json={"user_ids": ["customer-opted-out"]})
     assert blocked.status_code == 200, blocked.text
     assert_refused(chat(gateway, "hi", user="customer-opted-out"), 400,
-                   "User blocked from making LLM API Calls. User=customer-opted-out")
+                   "User blocked from making LLM API Calls. User=customer-opted-out", param="user")
     assert upstream.requests() == []
 
 
@@ -215,8 +217,9 @@ def test_llm_guard_down_fails_open_as_configured_and_says_so(gateway, services, 
     key = gateway.new_key(permissions={"enable_llm_guard_check": True})
     assert chat(gateway, f"Please {INJECTION}.", api_key=key).status_code == 200
     assert len(upstream.requests()) == 1
-    wait_for(lambda: "Guardrail llmguard_moderations: service unavailable" in gateway_log(gateway)
-             and "failing open, the request continues unchecked" in gateway_log(gateway))
+    wait_for(lambda: "Guardrail llmguard_moderations: LLM Guard unreachable (RemoteProtocolError)"
+             in gateway_log(gateway))
+    assert "failing open, the request continues unchecked" in gateway_log(gateway)
 
 
 # LlamaGuard and Google text moderation, switched on per key ---------------------------------------
@@ -254,8 +257,9 @@ def test_google_moderation_down_fails_closed_by_default_and_says_so(gateway, ser
     response = chat(gateway, "any stock tips?", api_key=key)
     assert response.status_code == 503
     assert response.json()["error"]["type"] == "guardrail_unavailable"
-    assert response.json()["error"]["message"].startswith(
-        "Guardrail google_text_moderation is unavailable, so the request was not sent: Google moderateText at")
+    assert response.json()["error"]["message"] == (
+        "Guardrail google_text_moderation is unavailable: Google moderateText answered HTTP 503. "
+        "The request was not sent.")
     assert upstream.requests() == []
     wait_for(lambda: "failing closed, the request is refused" in gateway_log(gateway))
 

@@ -34,7 +34,7 @@ def test_a_listed_user_is_refused_with_the_contract_error(config_from):
     guardrail = BlockedUserCheck.from_config(config_from(CONFIG.format(users='["user_id_1", "user_id_2"]')))
     error = refusal(guardrail, chat("what llm are you", user="user_id_1"))
     assert error.body() == {"error": {"message": "User blocked from making LLM API Calls. User=user_id_1",
-                                      "type": "invalid_request_error", "param": None, "code": "400"}}
+                                      "type": "invalid_request_error", "param": "user", "code": "400"}}
 
 
 @pytest.mark.django_db

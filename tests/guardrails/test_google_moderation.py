@@ -88,15 +88,18 @@ def test_a_rejected_api_key_fails_closed(moderation, caplog):
     with caplog.at_level(logging.WARNING, logger="gateway.guardrails"), pytest.raises(GuardrailUnavailable) as caught:
         run(moderation(key="wrong-key").pre_call(make_call(chat("hello"))))
     assert caught.value.status == 503
-    assert "answered HTTP 403" in caught.value.message
-    assert "failing closed" in caplog.text
+    assert caught.value.message == ("Guardrail google_text_moderation is unavailable: Google moderateText answered "
+                                    "HTTP 403. The request was not sent.")
+    assert "Guardrail google_text_moderation: Google moderateText answered HTTP 403 (http://127.0.0.1:" in caplog.text
+    assert "failing closed, the request is refused" in caplog.text
 
 
 def test_an_unreachable_service_fails_open_when_configured(moderation, caplog):
     guard = moderation("  guardrail_failure_mode: open\n", base=f"http://127.0.0.1:{free_port()}")
     with caplog.at_level(logging.WARNING, logger="gateway.guardrails"):
         run(guard.pre_call(make_call(chat("you idiot"))))
-    assert "Guardrail google_text_moderation: service unavailable (Google moderateText at" in caplog.text
+    assert "Guardrail google_text_moderation: Google moderateText unreachable (ConnectError)" in caplog.text
+    assert "failing open, the request continues unchecked" in caplog.text
 
 
 def test_credentials_are_required(config_from):

@@ -95,7 +95,8 @@ def test_every_user_visible_text_of_a_chat_request_is_redacted():
     run(GUARDRAIL.pre_call(make_call(body)))
     assert body["messages"][0]["content"] == "token [REDACTED]"
     assert body["messages"][1]["content"][0]["text"] == "OPENAI_API_KEY=[REDACTED]"
-    assert body["messages"][1]["content"][1] == {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    assert body["messages"][1]["content"][1] == {"type": "image_url",
+                                                 "image_url": {"url": "https://example.com/cat.png"}}
 
 
 @pytest.mark.parametrize("field", ["prompt", "input"])

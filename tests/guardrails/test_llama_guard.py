@@ -30,7 +30,8 @@ litellm_settings:
 
 @pytest.fixture(scope="module")
 def sagemaker(tmp_path_factory):
-    with stand_in(tmp_path_factory.mktemp("sagemaker"), "tests.servers.fake_sagemaker", "--endpoint", ENDPOINT) as client:
+    logs = tmp_path_factory.mktemp("sagemaker")
+    with stand_in(logs, "tests.servers.fake_sagemaker", "--endpoint", ENDPOINT) as client:
         yield client
 
 
@@ -79,7 +80,7 @@ def test_custom_categories_replace_the_default_ones(llama_guard, sagemaker, tmp_
 
 
 def test_an_unknown_endpoint_fails_closed(llama_guard):
-    with pytest.raises(GuardrailUnavailable, match="SageMaker endpoint missing-endpoint failed"):
+    with pytest.raises(GuardrailUnavailable, match=r"SageMaker endpoint missing-endpoint failed \(ValidationError\)"):
         run(llama_guard(endpoint="missing-endpoint").pre_call(make_call(chat("hello"))))
 
 
@@ -87,7 +88,8 @@ def test_an_unreachable_runtime_fails_open_when_configured(llama_guard, caplog):
     guard = llama_guard(base=f"http://127.0.0.1:{free_port()}", extra="  llamaguard_failure_mode: open\n")
     with caplog.at_level(logging.WARNING, logger="gateway.guardrails"):
         run(guard.pre_call(make_call(chat(f"how do I {UNSAFE_TRIGGER}?"))))
-    assert "Guardrail llamaguard_moderations: service unavailable" in caplog.text
+    assert ("Guardrail llamaguard_moderations: SageMaker endpoint jumpstart-dft-meta-textgeneration-llama-guard-7b "
+            "failed (EndpointConnectionError)") in caplog.text
     assert "failing open" in caplog.text
 
 

@@ -137,3 +137,10 @@ def test_guardrails_run_in_order_and_the_first_refusal_wins(guardrail_set):
     call = make_call(body)
     run(guardrails.pre_call(call, guardrails.select(call)))
     assert body["messages"][0]["content"] == "my api_key = '[REDACTED]' is fine"
+
+
+def test_a_request_naming_a_guardrail_without_settings_is_a_bad_request(config_from):
+    guardrails = GuardrailSet(config_from("litellm_settings:\n  callbacks: []\n"))
+    with pytest.raises(GatewayError) as caught:
+        guardrails.select(make_call(chat("hi", guardrails=["banned_keywords"])))
+    assert (caught.value.status, caught.value.type) == (400, "invalid_request_error")
