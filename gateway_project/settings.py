@@ -103,6 +103,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 # --- Shared state (optional) ------------------------------------------------------------------
 REDIS_URL = env_secret("REDIS_URL")
+# Prefix of every Redis key and channel the gateway uses (several deployments may share one Redis).
+GATEWAY_REDIS_PREFIX = env_str("GATEWAY_REDIS_PREFIX") or "gateway:"
 
 # --- Gateway ----------------------------------------------------------------------------------
 # Path of the LiteLLM-format config.yaml; empty means the built-in demo config.

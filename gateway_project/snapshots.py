@@ -91,10 +91,9 @@ class InvalidationBus:
     on each server process's event loop.
     """
 
-    channel = "gateway:invalidate"
-
-    def __init__(self, redis_url: str | None) -> None:
+    def __init__(self, redis_url: str | None, prefix: str = "gateway:") -> None:
         self._url = redis_url
+        self.channel = f"{prefix}invalidate"
         self._client = None
 
     def publish(self, name: str, key: str) -> None:
@@ -156,5 +155,5 @@ def bus() -> InvalidationBus:
     if _bus is None:
         from django.conf import settings
 
-        _bus = InvalidationBus(settings.REDIS_URL)
+        _bus = InvalidationBus(settings.REDIS_URL, settings.GATEWAY_REDIS_PREFIX)
     return _bus

@@ -62,7 +62,7 @@ def _counters() -> CounterStore:
 
     client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=2.0, socket_connect_timeout=2.0,
                                           health_check_interval=30)
-    return RedisCounters(client)
+    return RedisCounters(client, prefix=settings.GATEWAY_REDIS_PREFIX)
 
 
 def get_runtime() -> Runtime:

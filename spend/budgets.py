@@ -63,7 +63,9 @@ class CallShape:
 
 
 def _period(limits: Limits) -> str:
-    return limits.budget_reset_at.isoformat() if limits.budget_reset_at else "all"
+    """A budget period: until the next reset, and since the last time spend was set by hand."""
+    reset = limits.budget_reset_at.isoformat() if limits.budget_reset_at else "all"
+    return f"{reset}:{limits.budget_epoch}"
 
 
 def _budget_lines(levels: list[Level]) -> tuple[list[BudgetLine], list[Level]]:

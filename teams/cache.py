@@ -24,11 +24,13 @@ class Limits:
     tpm_limit: int | None = None
     rpm_limit: int | None = None
     max_parallel_requests: int | None = None
+    budget_epoch: int = 0
 
     @classmethod
     def of(cls, row) -> Limits:
         return cls(max_budget=row.max_budget, spend=row.spend, budget_reset_at=row.budget_reset_at,
-                   tpm_limit=row.tpm_limit, rpm_limit=row.rpm_limit, max_parallel_requests=row.max_parallel_requests)
+                   tpm_limit=row.tpm_limit, rpm_limit=row.rpm_limit, max_parallel_requests=row.max_parallel_requests,
+                   budget_epoch=row.budget_epoch)
 
     @property
     def any(self) -> bool:

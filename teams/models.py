@@ -15,9 +15,22 @@ class Budgeted(models.Model):
     budget_duration = models.CharField(max_length=16, null=True, blank=True,
                                        help_text="Reset period, e.g. 30s, 30m, 30h, 30d, 1mo")
     budget_reset_at = models.DateTimeField(null=True, blank=True)
+    # Bumped whenever spend is set by a save (an admin's edit, a budget reset), as opposed to the
+    # spend writer's increments: admission counts each (period, epoch) afresh from the stored spend.
+    budget_epoch = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         abstract = True
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            stored = type(self).objects.filter(pk=self.pk).values_list("spend", flat=True).first()
+            if stored is not None and stored != self.spend:
+                self.budget_epoch += 1
+                fields = kwargs.get("update_fields")
+                if fields is not None and "spend" in fields:
+                    kwargs["update_fields"] = {*fields, "budget_epoch"}
+        super().save(*args, **kwargs)
 
 
 class RateLimited(models.Model):

@@ -51,4 +51,5 @@ def merge_metadata(ctx: RequestContext) -> None:
     ctx.spend_logs_metadata = merge_spend_logs_metadata(
         metadata.get("spend_logs_metadata"), key_meta.get("spend_logs_metadata"), team_meta.get("spend_logs_metadata"))
     user = ctx.body.get("user")
-    ctx.end_user = user if isinstance(user, str) and user else None
+    # An end user named by the caller's JWT wins over the body's "user".
+    ctx.end_user = ctx.principal.end_user_id or (user if isinstance(user, str) and user else None)

@@ -182,3 +182,14 @@ def test_a_blocked_customer_is_refused_and_unblocked_again(gw, stand_in):
     assert stand_in.requests() == []
     gw.admin("POST", "/customer/unblock", json={"user_ids": ["blocked-customer"]})
     assert chat(gw, key, model="metered-upstream", user="blocked-customer").status_code == 200
+
+
+def test_an_admin_setting_spend_back_to_zero_reopens_the_budget(gw):
+    key = gw.new_key(max_budget=0.005)
+    assert chat(gw, key, max_tokens=5).status_code == 200
+    assert chat(gw, key, max_tokens=1).status_code == 400
+    wait_for(lambda: gw.admin("GET", "/key/info", params={"key": key}).json()["info"]["spend"] > 0)
+
+    assert gw.admin("POST", "/key/update", json={"key": key, "spend": 0}).status_code == 200
+
+    assert chat(gw, key, max_tokens=5).status_code == 200

@@ -5,8 +5,9 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 
+import uuid
+
 import pytest
-import redis
 
 from tests.e2e.conftest import MASTER_KEY, _fresh_database_url, launch_gateway, wait_for
 
@@ -24,10 +25,10 @@ general_settings:
 
 @pytest.fixture(scope="module")
 def pair(e2e_dir):
-    redis.Redis.from_url(REDIS_URL).flushdb()
     database_url, drop = _fresh_database_url(e2e_dir)
-    # A long cache TTL: anything seen across instances within a second is the pub/sub's doing.
-    env = {"REDIS_URL": REDIS_URL, "GATEWAY_CACHE_TTL": "300"}
+    # A long cache TTL: anything seen across instances within a second is the pub/sub's doing. A
+    # prefix of its own keeps this pair apart from anything else using the same Redis.
+    env = {"REDIS_URL": REDIS_URL, "GATEWAY_CACHE_TTL": "300", "GATEWAY_REDIS_PREFIX": f"test-{uuid.uuid4().hex}:"}
     try:
         with launch_gateway(e2e_dir, CONFIG, name="instance-a", env=env, database_url=database_url) as a, \
                 launch_gateway(e2e_dir, CONFIG, name="instance-b", env=env, database_url=database_url) as b:
