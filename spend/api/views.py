@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 from keys.hashing import to_digest
 from spend import reports
 from spend.api.serializers import DateRangeSerializer, SpendLogsQuerySerializer
-from teams.permissions import IsAuthenticatedCaller, caller_user_id
+from teams.permissions import IsAuthenticatedCaller, IsProxyAdminOrViewer, caller_user_id, sees_everything
 
 
 def _query(serializer_class, params) -> dict:
@@ -27,7 +27,7 @@ class SpendLogsApi(APIView):
         api_key = to_digest(query["api_key"]) if query.get("api_key") else None
         user_id = query.get("user_id")
         caller = request.user
-        if not getattr(caller, "is_proxy_admin", False):
+        if not sees_everything(caller):
             # A key sees its own rows; a signed-in non-admin user sees its user's rows.
             own_key, own_user = getattr(caller, "key_token", None), caller_user_id(caller)
             if own_key is None and own_user is None:
@@ -41,6 +41,8 @@ class SpendLogsApi(APIView):
 
 
 class SpendTagsApi(APIView):
+    permission_classes = [IsProxyAdminOrViewer]
+
     def get(self, request):
         query = _query(DateRangeSerializer, request.query_params)
         start, end = reports.day_bounds(query.get("start_date"), query.get("end_date"))

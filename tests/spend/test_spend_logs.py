@@ -57,3 +57,11 @@ def test_a_non_admin_key_sees_only_its_own_rows(admin_api, api_as):
 
 def test_without_a_key_is_401(anonymous_api):
     assert anonymous_api.get("/spend/logs").status_code == 401
+
+
+def test_a_proxy_admin_viewer_sees_every_row(admin_api, api_as):
+    raw = admin_api.post("/user/new", {"user_id": "viewer-v", "user_role": "proxy_admin_viewer"},
+                         format="json").json()["key"]
+    write_batch([spend_record(api_key="someone"), spend_record(api_key="someone-else")])
+
+    assert len(api_as(raw).get("/spend/logs").json()) == 2
