@@ -12,7 +12,7 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_application = get_asgi_application()
 
 from proxy import runtime  # noqa: E402  (after Django is set up)
-from proxy.pipeline.limits import RequestSizeLimit  # noqa: E402
+from proxy.pipeline.limits import ConcurrencyLimit, RequestSizeLimit  # noqa: E402
 
 
 class LifespanApp:
@@ -38,4 +38,4 @@ class LifespanApp:
                 return
 
 
-application = LifespanApp(RequestSizeLimit(ASGIStaticFilesHandler(django_application)))
+application = LifespanApp(ConcurrencyLimit(RequestSizeLimit(ASGIStaticFilesHandler(django_application))))

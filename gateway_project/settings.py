@@ -117,6 +117,8 @@ GATEWAY_CACHE_TTL = env_float("GATEWAY_CACHE_TTL", 5.0)
 GATEWAY_SPEND_FLUSH_INTERVAL = env_float("GATEWAY_SPEND_FLUSH_INTERVAL", 1.0)
 GATEWAY_SPEND_BATCH_SIZE = env_int("GATEWAY_SPEND_BATCH_SIZE", 500)
 GATEWAY_UPSTREAM_TIMEOUT = env_float("GATEWAY_UPSTREAM_TIMEOUT", 600.0)
+# Requests in flight per worker before further ones are shed with 503 + retry-after (0: no limit).
+GATEWAY_MAX_CONCURRENT_REQUESTS = env_int("GATEWAY_MAX_CONCURRENT_REQUESTS", 1000)
 # Requests whose headers add up to more are refused with 431 before any application code runs.
 GATEWAY_MAX_HEADER_BYTES = env_int("GATEWAY_MAX_HEADER_BYTES", 64 * 1024)
 

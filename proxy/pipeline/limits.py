@@ -103,7 +103,36 @@ def _replay(messages: list, receive):
 
 async def _refuse(send, exc: GatewayError) -> None:
     body = orjson.dumps(exc.body())
-    await send({"type": "http.response.start", "status": exc.status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]
+    headers += [(name.encode(), value.encode()) for name, value in exc.headers.items()]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class ConcurrencyLimit:
+    """ASGI middleware: past ``GATEWAY_MAX_CONCURRENT_REQUESTS`` requests in flight in this worker
+    (streams count until they end), answer 503 with ``retry-after`` at once instead of queueing
+    without bound. Health probes are always answered."""
+
+    EXEMPT = ("/health/liveliness", "/health/liveness", "/health/readiness")
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.in_flight = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        limit = settings.GATEWAY_MAX_CONCURRENT_REQUESTS
+        if scope["type"] != "http" or not limit or scope.get("path") in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= limit:
+            await _refuse(send, GatewayError(
+                f"The gateway is at capacity ({limit} requests in flight in this worker); retry shortly.",
+                status=503, type="service_unavailable", headers={"retry-after": "1"}))
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

@@ -51,7 +51,7 @@ def _fresh_database_url(tmp_dir: Path) -> tuple[str, Callable[[], None]]:
     parts = dj_database_url.parse(url)
     name = f"gateway_e2e_{uuid.uuid4().hex[:10]}"
     admin = dict(host=parts["HOST"] or "127.0.0.1", port=parts["PORT"] or 5432, user=parts["USER"] or "postgres",
-                 password=parts["PASSWORD"] or None, dbname=parts["NAME"], autocommit=True)
+                 password=parts["PASSWORD"] or None, dbname="postgres", autocommit=True)
     with psycopg.connect(**admin) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
 
