@@ -87,6 +87,7 @@ _listener: asyncio.Task | None = None
 async def startup() -> None:
     global _listener
     get_runtime()
+    writer.start()
     if settings.REDIS_URL:
         # Writes on any instance reach this process's key/team caches at once.
         _listener = asyncio.get_running_loop().create_task(bus().listen(), name="cache-invalidation")

@@ -19,6 +19,7 @@ from django.db.models import F
 
 from keys.models import VirtualKey
 from spend.models import SpendLog, SpendLogTag
+from spend import spool
 from spend.records import SpendRecord
 from teams.models import Customer, Team, User
 
@@ -138,6 +139,7 @@ class SpendWriter:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._spool_pending = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spend-writer")
 
     def add(self, entry: SpendRecord) -> None:
@@ -173,8 +175,15 @@ class SpendWriter:
             self._wake.clear()
             await self.flush()
 
+    def start(self) -> None:
+        """At server start: replay what an earlier process spooled to disk."""
+        self._spool_pending = True
+        self._ensure_running()
+
     async def flush(self) -> None:
         """Write everything buffered now; on failure keep it for the next attempt."""
+        if self._spool_pending and not self._buffer:
+            await self._replay_spool()
         while self._buffer:
             batch = self._buffer[: settings.GATEWAY_SPEND_BATCH_SIZE]
             del self._buffer[: len(batch)]
@@ -197,8 +206,26 @@ class SpendWriter:
                 await self._task
             self._task = None
             await self.flush()
+            if self._buffer:  # the database is down: keep the rows on disk for the next start
+                path = await asyncio.get_running_loop().run_in_executor(self._executor, spool.spill, self._buffer)
+                logger.warning("database unavailable at shutdown: %d spend rows spooled to %s", len(self._buffer), path)
+                self._buffer = []
         finally:
             self._stopping = False
+
+    async def _replay_spool(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (path := await loop.run_in_executor(self._executor, spool.claim_next)) is not None:
+            try:
+                records = await loop.run_in_executor(self._executor, spool.load, path)
+                written = await loop.run_in_executor(self._executor, _write_on_writer_thread, records)
+            except Exception:
+                logger.exception("replaying spooled spend rows from %s failed; retried later", path.name)
+                await loop.run_in_executor(self._executor, spool.give_back, path)
+                return
+            path.unlink(missing_ok=True)
+            logger.info("replayed %d spooled spend rows (%d new) from %s", len(records), written, path.name)
+        self._spool_pending = False
 
 
 writer = SpendWriter()
