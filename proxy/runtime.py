@@ -15,6 +15,7 @@ from django.conf import settings
 
 from gateway_project.config import GatewayConfig, get_config
 from gateway_project.snapshots import bus
+from guardrails.runner import guardrails_for
 from keys.hashing import digest
 from proxy.http import ClientPool
 from proxy.router import Router
@@ -86,7 +87,8 @@ _listener: asyncio.Task | None = None
 
 async def startup() -> None:
     global _listener
-    get_runtime()
+    runtime = get_runtime()
+    guardrails_for(runtime.config)  # built now, not on each worker's first request
     writer.start()
     if settings.REDIS_URL:
         # Writes on any instance reach this process's key/team caches at once.

@@ -63,6 +63,7 @@ class RequestContext:
     attempted_fallbacks: int = 0
     release: Callable[[], None] | None = None   # frees the deployment a stream holds
     admission: Any = None                        # spend.budgets.Admission, settled when the call ends
+    applied_guardrails: list[str] | None = None  # names, for the spend log
 
     @property
     def requester_ip(self) -> str | None:

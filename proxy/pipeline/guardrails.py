@@ -10,11 +10,6 @@ from proxy.pipeline.context import RequestContext
 from proxy.runtime import get_runtime
 from teams.models import UserRole
 
-# The names of the guardrails a request ran, kept on its HttpRequest for the spend log's metadata
-# ("applied_guardrails"): RequestContext is another step's to extend.
-_APPLIED = "gateway_applied_guardrails"
-
-
 def _prepare(ctx: RequestContext) -> tuple[GuardrailSet, Call] | None:
     """The guardrail set and what its guardrails see, or None when no guardrail can apply (fast path)."""
     guardrails = guardrails_for(get_runtime().config)
@@ -38,7 +33,7 @@ async def before_call(ctx: RequestContext) -> None:
     guardrails, call = prepared
     chosen = guardrails.select(call)
     if chosen:
-        setattr(ctx.request, _APPLIED, [guardrail.name for guardrail in chosen])
+        ctx.applied_guardrails = [guardrail.name for guardrail in chosen]
         await guardrails.pre_call(call, chosen)
 
 
@@ -54,7 +49,3 @@ def chunk_check(ctx: RequestContext) -> ChunkCheck | None:
     prepared = _prepare(ctx)
     return prepared[0].stream_check(prepared[1]) if prepared is not None else None
 
-
-def applied_guardrails(ctx: RequestContext) -> list[str] | None:
-    """The guardrails ``ctx``'s request ran (for the spend log's ``applied_guardrails``)."""
-    return getattr(ctx.request, _APPLIED, None)

@@ -38,6 +38,8 @@ def _metadata(ctx: RequestContext) -> dict:
     }
     if not ctx.spend_known:
         metadata["cost_unknown"] = True
+    if ctx.applied_guardrails:
+        metadata["applied_guardrails"] = ctx.applied_guardrails
     if ctx.usage_estimated:
         metadata["usage_estimated"] = True
     if ctx.cached_tokens:

@@ -293,3 +293,10 @@ def test_llm_guard_mode_all_and_request_specific(mode_gateway, services):
                                    extra_body={"metadata": {"permissions": {"enable_llm_guard_check": True}}})
     checked = len(services["llm_guard"].requests("/analyze/prompt"))
     assert checked == {"all": 2, "request-specific": 1}[mode]
+
+
+def test_the_spend_log_names_the_guardrails_a_request_ran(gateway, upstream):
+    response = chat(gateway, "nothing secret here")
+
+    row = gateway.spend_row(response.json()["id"])
+    assert "hide_secrets" in row["metadata"]["applied_guardrails"]
