@@ -42,3 +42,10 @@ class BudgetFieldsSerializer(serializers.Serializer):
     tpm_limit = serializers.IntegerField(required=False, allow_null=True, min_value=0)
     rpm_limit = serializers.IntegerField(required=False, allow_null=True, min_value=0)
     max_parallel_requests = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+
+
+def validated(serializer_class, data) -> dict:
+    """``data`` checked by ``serializer_class``: its validated fields, or a 400 naming the bad ones."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

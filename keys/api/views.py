@@ -4,6 +4,7 @@ from __future__ import annotations
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from gateway_project.serializers import validated
 from gateway_project.errors import BadRequestError, PermissionDeniedError
 from keys import selectors, services
 from keys.api import access
@@ -13,17 +14,11 @@ from keys.hashing import digest
 from teams.permissions import IsAuthenticatedCaller, IsProxyAdminOrOwner, caller_user_id, sees_everything
 
 
-def _validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
 class KeyGenerateApi(APIView):
     permission_classes = [IsProxyAdminOrOwner]
 
     def post(self, request):
-        fields = access.check_new_key(request, _validated(KeyGenerateSerializer, request.data))
+        fields = access.check_new_key(request, validated(KeyGenerateSerializer, request.data))
         key, raw = services.key_generate(actor=caller_user_id(request.user), **fields)
         return Response({**selectors.key_info_dict(key), "key": raw})
 
@@ -32,7 +27,7 @@ class KeyUpdateApi(APIView):
     permission_classes = [IsProxyAdminOrOwner]
 
     def post(self, request):
-        fields = _validated(KeyUpdateSerializer, request.data)
+        fields = validated(KeyUpdateSerializer, request.data)
         access.check_owner_change(request, services.key_get(key=fields["key"]), fields)
         named = fields.pop("key")
         key = services.key_update(actor=caller_user_id(request.user), key=named, **fields)
@@ -43,7 +38,7 @@ class KeyDeleteApi(APIView):
     permission_classes = [IsProxyAdminOrOwner]
 
     def post(self, request):
-        fields = _validated(KeyDeleteSerializer, request.data)
+        fields = validated(KeyDeleteSerializer, request.data)
         access.check_owner_delete(request, selectors.keys_named(keys=fields.get("keys"),
                                                                 key_aliases=fields.get("key_aliases")))
         deleted = services.key_delete(keys=fields.get("keys"), key_aliases=fields.get("key_aliases"))
@@ -77,7 +72,7 @@ class KeyListApi(APIView):
     permission_classes = [IsAuthenticatedCaller]
 
     def get(self, request):
-        query = _validated(KeyListQuerySerializer, request.query_params)
+        query = validated(KeyListQuerySerializer, request.query_params)
         caller = request.user
         filters = {name: query.get(name) for name in ("user_id", "team_id", "key_alias", "key_hash")}
         if not sees_everything(caller):
@@ -97,7 +92,7 @@ class KeyBlockApi(APIView):
     permission_classes = [IsProxyAdminOrOwner]
 
     def post(self, request):
-        named = _validated(KeyBlockSerializer, request.data)["key"]
+        named = validated(KeyBlockSerializer, request.data)["key"]
         access.check_owner_change(request, services.key_get(key=named), {})
         key = services.key_block(actor=caller_user_id(request.user), key=named)
         return Response({**selectors.key_info_dict(key), "key": named})
@@ -107,7 +102,7 @@ class KeyUnblockApi(APIView):
     """``/key/unblock``: proxy admins only; nothing records who blocked a key."""
 
     def post(self, request):
-        named = _validated(KeyBlockSerializer, request.data)["key"]
+        named = validated(KeyBlockSerializer, request.data)["key"]
         key = services.key_unblock(actor=caller_user_id(request.user), key=named)
         return Response({**selectors.key_info_dict(key), "key": named})
 
@@ -118,7 +113,7 @@ class KeyRegenerateApi(APIView):
     permission_classes = [IsProxyAdminOrOwner]
 
     def post(self, request, key: str | None = None):
-        fields = _validated(KeyRegenerateSerializer, request.data)
+        fields = validated(KeyRegenerateSerializer, request.data)
         fields.pop("grace_period", None)
         body_key = fields.pop("key", None)
         named = key or request.query_params.get("key") or body_key

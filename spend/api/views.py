@@ -4,16 +4,11 @@ from __future__ import annotations
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from gateway_project.serializers import validated
 from keys.hashing import to_digest
 from spend import reports
 from spend.api.serializers import DateRangeSerializer, SpendLogsQuerySerializer
 from teams.permissions import IsAuthenticatedCaller, IsProxyAdminOrViewer, caller_user_id, sees_everything
-
-
-def _query(serializer_class, params) -> dict:
-    serializer = serializer_class(data=params)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
 
 
 class SpendLogsApi(APIView):
@@ -22,7 +17,7 @@ class SpendLogsApi(APIView):
     permission_classes = [IsAuthenticatedCaller]
 
     def get(self, request):
-        query = _query(SpendLogsQuerySerializer, request.query_params)
+        query = validated(SpendLogsQuerySerializer, request.query_params)
         start, end = reports.day_bounds(query.get("start_date"), query.get("end_date"))
         api_key = to_digest(query["api_key"]) if query.get("api_key") else None
         user_id = query.get("user_id")
@@ -44,6 +39,6 @@ class SpendTagsApi(APIView):
     permission_classes = [IsProxyAdminOrViewer]
 
     def get(self, request):
-        query = _query(DateRangeSerializer, request.query_params)
+        query = validated(DateRangeSerializer, request.query_params)
         start, end = reports.day_bounds(query.get("start_date"), query.get("end_date"))
         return Response(reports.spend_by_tag(start=start, end=end))

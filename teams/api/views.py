@@ -5,6 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from gateway_project.errors import BadRequestError, PermissionDeniedError
+from gateway_project.serializers import validated
 from keys.selectors import key_info_dict, paginate
 from teams import selectors, services
 from teams.api.serializers import (CustomerInfoQuerySerializer, CustomerListQuerySerializer, CustomerSerializer,
@@ -17,12 +18,6 @@ from teams.permissions import (IsAuthenticatedCaller, IsProxyAdminOrOwner, IsPro
                                check_team_admin, check_team_reader, route_refused, sees_everything)
 
 
-def _validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
-
-
 def _creator_id(caller) -> str | None:
     """The calling user, who joins a team they create; None for the master key or a key without a user."""
     return None if getattr(caller, "is_master", False) else caller_user_id(caller)
@@ -30,7 +25,7 @@ def _creator_id(caller) -> str | None:
 
 class TeamNewApi(APIView):
     def post(self, request):
-        fields = _validated(TeamNewSerializer, request.data)
+        fields = validated(TeamNewSerializer, request.data)
         team = services.team_create(creator_id=_creator_id(request.user), **fields)
         return Response(selectors.team_dict(team))
 
@@ -39,7 +34,7 @@ class TeamUpdateApi(APIView):
     permission_classes = [IsProxyAdminOrOwner]
 
     def post(self, request):
-        fields = _validated(TeamUpdateSerializer, request.data)
+        fields = validated(TeamUpdateSerializer, request.data)
         check_team_admin(request, fields["team_id"], fields=fields)
         team = services.team_update(**fields)
         return Response(selectors.team_dict(team))
@@ -47,7 +42,7 @@ class TeamUpdateApi(APIView):
 
 class TeamDeleteApi(APIView):
     def post(self, request):
-        fields = _validated(TeamDeleteSerializer, request.data)
+        fields = validated(TeamDeleteSerializer, request.data)
         return Response({"deleted_teams": services.team_delete(team_ids=fields["team_ids"])})
 
 
@@ -55,7 +50,7 @@ class TeamInfoApi(APIView):
     permission_classes = [IsAuthenticatedCaller]
 
     def get(self, request):
-        query = _validated(TeamIdQuerySerializer, request.query_params)
+        query = validated(TeamIdQuerySerializer, request.query_params)
         check_team_reader(request, query["team_id"])
         return Response(selectors.team_info(team_id=query["team_id"]))
 
@@ -75,7 +70,7 @@ class TeamListApi(APIView):
     permission_classes = [IsAuthenticatedCaller]
 
     def get(self, request):
-        query = _validated(TeamListQuerySerializer, request.query_params)
+        query = validated(TeamListQuerySerializer, request.query_params)
         _check_lists_own_teams(request, query.get("user_id"))
         return Response([selectors.team_dict(t) for t in selectors.team_list(user_id=query.get("user_id"))])
 
@@ -84,7 +79,7 @@ class TeamMemberAddApi(APIView):
     permission_classes = [IsProxyAdminOrOwner]
 
     def post(self, request):
-        fields = _validated(TeamMemberAddSerializer, request.data)
+        fields = validated(TeamMemberAddSerializer, request.data)
         check_team_admin(request, fields["team_id"])
         team, memberships = services.team_member_add(team_id=fields["team_id"], members=fields["member"],
                                                      max_budget_in_team=fields.get("max_budget_in_team"))
@@ -99,7 +94,7 @@ class TeamMemberDeleteApi(APIView):
     permission_classes = [IsProxyAdminOrOwner]
 
     def post(self, request):
-        fields = _validated(TeamMemberDeleteSerializer, request.data)
+        fields = validated(TeamMemberDeleteSerializer, request.data)
         check_team_admin(request, fields["team_id"])
         team = services.team_member_delete(team_id=fields["team_id"], user_id=fields.get("user_id"),
                                            user_email=fields.get("user_email"))
@@ -112,7 +107,7 @@ _NO_KEY = {"key": None, "key_name": None, "key_alias": None, "token_id": None, "
 
 class UserNewApi(APIView):
     def post(self, request):
-        fields = _validated(UserNewSerializer, request.data)
+        fields = validated(UserNewSerializer, request.data)
         user, key, raw = services.user_create(actor=caller_user_id(request.user), **fields)
         key_fields = {**key_info_dict(key), "key": raw} if key else _NO_KEY
         # The user's budget, limits, models and metadata win over the key's: they are what was asked for.
@@ -129,7 +124,7 @@ class UserInfoApi(APIView):
     permission_classes = [IsAuthenticatedCaller]
 
     def get(self, request):
-        query = _validated(UserInfoQuerySerializer, request.query_params)
+        query = validated(UserInfoQuerySerializer, request.query_params)
         caller = request.user
         own = None if getattr(caller, "is_master", False) else caller_user_id(caller)
         user_id = query.get("user_id") or own
@@ -143,25 +138,25 @@ class UserInfoApi(APIView):
 
 class TeamBlockApi(APIView):
     def post(self, request):
-        team_id = _validated(TeamIdQuerySerializer, request.data)["team_id"]
+        team_id = validated(TeamIdQuerySerializer, request.data)["team_id"]
         return Response(selectors.team_dict(services.team_block(team_id=team_id)))
 
 
 class TeamUnblockApi(APIView):
     def post(self, request):
-        team_id = _validated(TeamIdQuerySerializer, request.data)["team_id"]
+        team_id = validated(TeamIdQuerySerializer, request.data)["team_id"]
         return Response(selectors.team_dict(services.team_unblock(team_id=team_id)))
 
 
 class UserUpdateApi(APIView):
     def post(self, request):
-        fields = _validated(UserUpdateSerializer, request.data)
+        fields = validated(UserUpdateSerializer, request.data)
         return Response(selectors.user_dict(services.user_update(**fields)))
 
 
 class UserDeleteApi(APIView):
     def post(self, request):
-        user_ids = _validated(UserIdsSerializer, request.data)["user_ids"]
+        user_ids = validated(UserIdsSerializer, request.data)["user_ids"]
         return Response({"deleted_users": services.user_delete(user_ids=user_ids)})
 
 
@@ -169,7 +164,7 @@ class CustomerNewApi(APIView):
     """``/customer/new``, also ``/end_user/new``."""
 
     def post(self, request):
-        fields = _validated(CustomerSerializer, request.data)
+        fields = validated(CustomerSerializer, request.data)
         return Response(selectors.customer_dict(services.customer_create(**fields)))
 
 
@@ -177,7 +172,7 @@ class CustomerInfoApi(APIView):
     permission_classes = [IsProxyAdminOrViewer]
 
     def get(self, request):
-        user_id = _validated(CustomerInfoQuerySerializer, request.query_params)["end_user_id"]
+        user_id = validated(CustomerInfoQuerySerializer, request.query_params)["end_user_id"]
         return Response(selectors.customer_dict(selectors.customer_get(user_id=user_id, param="end_user_id")))
 
 
@@ -185,26 +180,26 @@ class CustomerListApi(APIView):
     permission_classes = [IsProxyAdminOrViewer]
 
     def get(self, request):
-        query = _validated(CustomerListQuerySerializer, request.query_params)
+        query = validated(CustomerListQuerySerializer, request.query_params)
         rows, _, _ = paginate(selectors.customer_list(), page=query["page"], size=query["size"])
         return Response([selectors.customer_dict(c) for c in rows])
 
 
 class CustomerUpdateApi(APIView):
     def post(self, request):
-        fields = _validated(CustomerSerializer, request.data)
+        fields = validated(CustomerSerializer, request.data)
         return Response(selectors.customer_dict(services.customer_update(**fields)))
 
 
 class CustomerDeleteApi(APIView):
     def post(self, request):
-        user_ids = _validated(UserIdsSerializer, request.data)["user_ids"]
+        user_ids = validated(UserIdsSerializer, request.data)["user_ids"]
         return Response({"deleted_customers": services.customer_delete(user_ids=user_ids)})
 
 
 class CustomerBlockApi(APIView):
     def post(self, request):
-        user_ids = _validated(UserIdsSerializer, request.data)["user_ids"]
+        user_ids = validated(UserIdsSerializer, request.data)["user_ids"]
         return Response({"blocked_users": [selectors.customer_dict(c)
                                            for c in services.customer_block(user_ids=user_ids)]})
 
@@ -213,6 +208,6 @@ class CustomerUnblockApi(APIView):
     """``/customer/unblock``, also ``/user/unblock`` (the seed's spelling)."""
 
     def post(self, request):
-        user_ids = _validated(UserIdsSerializer, request.data)["user_ids"]
+        user_ids = validated(UserIdsSerializer, request.data)["user_ids"]
         return Response({"unblocked_users": [selectors.customer_dict(c)
                                              for c in services.customer_unblock(user_ids=user_ids)]})
