@@ -4,8 +4,8 @@ from __future__ import annotations
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway_project.serializers import validated
 from gateway_project.errors import BadRequestError, PermissionDeniedError
+from gateway_project.serializers import validated
 from keys import selectors, services
 from keys.api import access
 from keys.api.serializers import (KeyBlockSerializer, KeyDeleteSerializer, KeyGenerateSerializer,
