@@ -37,10 +37,13 @@ def read_api_key(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def model_allowed(model: str, allowed: Iterable[str]) -> bool:
-    """An empty list (or ``all-proxy-models``) allows every model; ``prefix/*`` allows a family."""
+def model_allowed(model: str, allowed: Iterable[str], groups: Mapping[str, Iterable[str]] | None = None) -> bool:
+    """An empty list (or ``all-proxy-models``) allows every model; ``prefix/*`` allows a family; an
+    access group's name (``model_info.access_groups``) allows the models in that group."""
     allowed = tuple(allowed)
     if not allowed or ALL_MODELS in allowed or model in allowed:
+        return True
+    if groups and any(model in groups.get(entry, ()) for entry in allowed):
         return True
     return any(entry.endswith("*") and model.startswith(entry[:-1]) for entry in allowed)
 

@@ -18,6 +18,7 @@ import orjson
 from gateway_project.config.schema import Deployment, Reliability
 from proxy.http import ClientPool
 from proxy.providers.registry import provider_class
+from spend import alerts
 from spend.cost import resolve_price
 from spend.prices import Price
 
@@ -100,10 +101,20 @@ class Router:
             route = Route(id=deployment_id(deployment), model_group=deployment.model_name, deployment=deployment,
                           provider=provider, price=_price(deployment), weight=_weight(deployment))
             self._groups.setdefault(deployment.model_name, []).append(route)
+        groups: dict[str, set[str]] = {}
+        for deployment in deployments:
+            for group in deployment.model_info.access_groups:
+                groups.setdefault(group, set()).add(deployment.model_name)
+        self._access_groups = {name: frozenset(models) for name, models in groups.items()}
 
     @property
     def model_names(self) -> tuple[str, ...]:
         return tuple(self._groups)
+
+    @property
+    def access_groups(self) -> dict[str, frozenset[str]]:
+        """Access group name → the public model names it grants."""
+        return self._access_groups
 
     def routes(self, model_group: str) -> list[Route]:
         return self._groups.get(model_group, [])
@@ -185,6 +196,9 @@ class Router:
             logger.warning("model group %s: deployment %s (%s) cools down for %gs after %d failure(s) within %gs",
                            route.model_group, route.id[:12], route.deployment.litellm_params.model,
                            self.reliability.cooldown_time, len(failures), FAILURE_WINDOW)
+            alerts.deployment_failing(model_group=route.model_group, deployment_id=route.id,
+                                      model=route.deployment.litellm_params.model, failures=len(failures),
+                                      cooldown=self.reliability.cooldown_time)
             failures.clear()
             return True
         return False

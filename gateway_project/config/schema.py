@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway_project.durations import parse_duration
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
@@ -49,6 +51,8 @@ class ModelInfo(_Frozen):
     id: str | None = None
     # The model a custom deployment name runs (Azure: azure/my-deployment → gpt-4o), for prices.
     base_model: str | None = None
+    # Names a key's or team's `models` list may use to grant this model (e.g. "beta-models").
+    access_groups: tuple[str, ...] = ()
     mode: str = "chat"
     input_cost_per_token: float | None = Field(default=None, ge=0)
     output_cost_per_token: float | None = Field(default=None, ge=0)
@@ -112,6 +116,30 @@ class JwtAuthSettings(_Frozen):
         return self
 
 
+def _durations(value: str | None) -> str | None:
+    if value is not None:
+        parse_duration(value)  # raises InvalidDuration (a ValueError) with the accepted forms
+    return value
+
+
+class AlertingArgs(_Frozen):
+    """general_settings.alerting_args: how alerts are de-duplicated and where they go (docs/alerts.md)."""
+
+    dedupe_window: float = Field(default=3600, gt=0)            # seconds: one alert per kind and subject
+    budget_alert_ttl: float | None = Field(default=None, gt=0)  # LiteLLM's: the window for budget alerts
+    outage_alert_ttl: float | None = Field(default=None, gt=0)  # LiteLLM's: the window for deployment alerts
+    budget_thresholds: tuple[float, ...] = (0.8, 1.0)           # fractions of max_budget that alert
+    slack_webhook_url: str | None = None                        # else the env SLACK_WEBHOOK_URL
+    email_recipients: tuple[str, ...] = ()
+
+    @field_validator("budget_thresholds")
+    @classmethod
+    def _fractions(cls, values: tuple[float, ...]) -> tuple[float, ...]:
+        if any(value <= 0 for value in values):
+            raise ValueError("thresholds are fractions of max_budget above 0, e.g. [0.8, 1.0]")
+        return tuple(sorted(set(values)))
+
+
 class GeneralSettings(_Frozen):
     master_key: str | None = None
     database_url: str | None = None
@@ -131,8 +159,17 @@ class GeneralSettings(_Frozen):
     counters_fail_open: bool = False
     enable_jwt_auth: bool = False
     litellm_jwtauth: JwtAuthSettings = JwtAuthSettings()
+    # Background jobs and alerts (docs/background-jobs.md, docs/alerts.md). No period: kept forever.
+    maximum_spend_logs_retention_period: str | None = None
+    maximum_spend_logs_retention_interval: str | None = None
+    alerting: tuple[Literal["slack", "email"], ...] = ()
+    alert_types: tuple[str, ...] | None = None      # None: every kind
+    alerting_threshold: float | None = Field(default=None, gt=0)   # LiteLLM's slow-request alert: accepted, unused
+    alerting_args: AlertingArgs = AlertingArgs()
 
     _check_allowed_ips = field_validator("allowed_ips", "trusted_proxies")(_ip_networks)
+    _check_durations = field_validator("maximum_spend_logs_retention_period",
+                                       "maximum_spend_logs_retention_interval")(_durations)
 
 
 Fallbacks = tuple[dict[str, tuple[str, ...]], ...]

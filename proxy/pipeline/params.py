@@ -27,11 +27,12 @@ def check_enforced_params(ctx: RequestContext) -> None:
 def check_model(ctx: RequestContext) -> None:
     model = ctx.model_group
     principal = ctx.principal
-    if principal.key is not None and not model_allowed(model, principal.key.models):
+    groups = get_runtime().router.access_groups
+    if principal.key is not None and not model_allowed(model, principal.key.models, groups):
         raise ModelAccessDeniedError(
             f"The requested model '{model}' is not available for this API key, or the model name is invalid. "
             "Check the models available to you and try again.")
-    if principal.team is not None and not model_allowed(model, principal.team.models):
+    if principal.team is not None and not model_allowed(model, principal.team.models, groups):
         raise ModelAccessDeniedError(
             f"The requested model '{model}' is not available for this API key's team, or the model name is "
             "invalid. Check the models available to you and try again.", type="team_model_access_denied")

@@ -22,7 +22,9 @@ _SECRET_PARAM = re.compile(r"key|secret|token|password|credential", re.IGNORECAS
 
 def _may_call(principal: Principal, model_group: str) -> bool:
     key, team = principal.key, principal.team
-    return (key is None or model_allowed(model_group, key.models)) and (team is None or model_allowed(model_group, team.models))
+    groups = get_runtime().router.access_groups
+    return ((key is None or model_allowed(model_group, key.models, groups))
+            and (team is None or model_allowed(model_group, team.models, groups)))
 
 
 async def _principal(request: HttpRequest) -> Principal:

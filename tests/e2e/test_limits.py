@@ -17,6 +17,9 @@ def limits_config(upstream_base: str) -> str:
     return f"""model_list:
   - model_name: metered
     litellm_params: {{model: fake/metered, input_cost_per_token: 0, output_cost_per_token: 0.001}}
+  - model_name: beta-model
+    litellm_params: {{model: fake/beta}}
+    model_info: {{access_groups: [beta-models]}}
   - model_name: metered-upstream
     litellm_params:
       model: openai/metered-upstream
@@ -193,3 +196,12 @@ def test_an_admin_setting_spend_back_to_zero_reopens_the_budget(gw):
     assert gw.admin("POST", "/key/update", json={"key": key, "spend": 0}).status_code == 200
 
     assert chat(gw, key, max_tokens=5).status_code == 200
+
+
+def test_a_key_granted_an_access_group_calls_its_models_only(gw):
+    key = gw.new_key(models=["beta-models"])
+
+    assert chat(gw, key, model="beta-model").status_code == 200
+    assert chat(gw, key, model="metered").status_code == 403
+    ids = [m["id"] for m in gw.http.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).json()["data"]]
+    assert ids == ["beta-model"]

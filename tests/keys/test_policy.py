@@ -92,3 +92,10 @@ def test_missing_enforced_params_use_the_bracket_notation():
     assert missing_enforced_param({}, ["user"]) == "user"
     assert missing_enforced_param({"user": "u", "metadata": {"generation_name": "g"}},
                                   ["user", "metadata.generation_name"]) is None
+
+
+def test_an_access_group_name_grants_its_models():
+    groups = {"beta-models": frozenset({"gpt-5", "claude-next"})}
+
+    assert model_allowed("gpt-5", ["beta-models"], groups)
+    assert not model_allowed("gpt-4o", ["beta-models"], groups)
