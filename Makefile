@@ -11,7 +11,7 @@ GATEWAY_MASTER_KEY ?= sk-1234
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
-.PHONY: run test test-postgres test-sqlite install clean
+.PHONY: run worker beat test test-postgres test-sqlite install clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ install: $(STAMP)
 ## Start the gateway on http://127.0.0.1:4000 (CONFIG=path/to/config.yaml to use your own)
 run: $(STAMP)
 	GATEWAY_MASTER_KEY=$(GATEWAY_MASTER_KEY) $(PY) manage.py gateway $(if $(CONFIG),--config $(CONFIG)) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+
+## Background jobs with Redis (REDIS_URL set): the Celery worker, and beat (exactly one); docs/background-jobs.md
+worker: $(STAMP)
+	$(VENV)/bin/celery -A gateway_project worker --loglevel info
+
+beat: $(STAMP)
+	$(VENV)/bin/celery -A gateway_project beat --loglevel info
 
 ## Run the whole test suite: on PostgreSQL, then again on SQLite (the embedded default)
 test: $(STAMP)

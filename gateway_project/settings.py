@@ -122,6 +122,39 @@ GATEWAY_MAX_CONCURRENT_REQUESTS = env_int("GATEWAY_MAX_CONCURRENT_REQUESTS", 100
 # Requests whose headers add up to more are refused with 431 before any application code runs.
 GATEWAY_MAX_HEADER_BYTES = env_int("GATEWAY_MAX_HEADER_BYTES", 64 * 1024)
 
+# --- Background jobs (see docs/background-jobs.md) ----------------------------------------------
+# With REDIS_URL a Celery worker and beat run them; without, the gateway runs the same tasks on an
+# in-process schedule (gateway_project/background.py).
+CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = f"{GATEWAY_REDIS_PREFIX}tasks"  # deployments sharing a Redis keep apart
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# The periodic jobs, the one list beat and the in-process scheduler both read. ``every`` is a duration
+# (30s, 5m, 1h, 1d); ``every_from`` names a config.yaml general_settings key that overrides it.
+GATEWAY_PERIODIC_JOBS = [
+    {"name": "spend-logs-prune", "task": "spend.tasks.spend_logs_prune", "every": "1d",
+     "every_from": "maximum_spend_logs_retention_interval"},
+    {"name": "budgets-reset", "task": "spend.tasks.budgets_reset", "every": "1m"},
+    {"name": "spend-aggregate-daily", "task": "spend.tasks.spend_aggregate_daily", "every": "15m"},
+]
+# Rows deleted per (short) transaction by the retention jobs.
+GATEWAY_RETENTION_BATCH_SIZE = env_int("GATEWAY_RETENTION_BATCH_SIZE", 5000)
+
+# --- Alerts (general_settings.alerting in config.yaml; see docs/alerts.md) -----------------------
+SLACK_WEBHOOK_URL = env_secret("SLACK_WEBHOOK_URL")
+EMAIL_BACKEND = env_str("EMAIL_BACKEND") or "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = env_str("EMAIL_HOST") or "localhost"
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or "gateway@localhost"
+
 # --- Guardrails (switched on in config.yaml's litellm_settings; see docs/guardrails.md) ----------
 LLM_GUARD_API_BASE = env_str("LLM_GUARD_API_BASE")
 LLM_GUARD_API_KEY = env_secret("LLM_GUARD_API_KEY")            # sent as a bearer token, if set

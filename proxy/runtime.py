@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from gateway_project import background
 from gateway_project.config import GatewayConfig, get_config
 from gateway_project.snapshots import bus
 from guardrails.runner import guardrails_for
 from keys.hashing import digest
 from proxy.http import ClientPool
 from proxy.router import Router
+from spend import alerts
 from spend.counters import CounterStore, LocalCounters, RedisCounters
 from spend.writer import writer
 
@@ -90,6 +92,7 @@ async def startup() -> None:
     runtime = get_runtime()
     guardrails_for(runtime.config)  # built now, not on each worker's first request
     writer.start()
+    background.start()  # the periodic jobs, when no Celery broker runs them
     if settings.REDIS_URL:
         # Writes on any instance reach this process's key/team caches at once.
         _listener = asyncio.get_running_loop().create_task(bus().listen(), name="cache-invalidation")
@@ -100,6 +103,8 @@ async def shutdown() -> None:
     if _listener is not None:
         _listener.cancel()
         _listener = None
+    await asyncio.to_thread(background.stop)  # waits for a job in progress
     await writer.stop()
+    await asyncio.to_thread(alerts.stop)  # delivers the alerts the last spend rows raised
     if _runtime is not None:
         await _runtime.clients.aclose()

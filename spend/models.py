@@ -65,3 +65,39 @@ class SpendLogTag(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["spend_log", "tag"], name="spendlogtag_unique")]
         indexes = [models.Index(fields=["tag", "start_time"], name="spendlogtag_tag_time")]
+
+
+class SpendDaily(models.Model):
+    """The ledger rolled up per day × key × team × user × end user × model × tag (``spend.services``).
+
+    Rows with ``tag == ""`` count every request once: sum those for totals. A row with a tag counts
+    the requests that carried it, so a request with two tags is in both; sum those per tag only.
+    Absent ids are stored as "" (not NULL), and ``grain`` (a digest of every dimension) keeps the
+    unique key short enough to index on any database.
+    """
+
+    day = models.DateField()
+    grain = models.CharField(max_length=64, help_text="sha256 of the dimensions below")
+    api_key = models.CharField(max_length=64, blank=True, default="", help_text="key digest")
+    team_id = models.CharField(max_length=128, blank=True, default="")
+    user = models.CharField(max_length=255, blank=True, default="")
+    end_user = models.CharField(max_length=255, blank=True, default="")
+    model_group = models.CharField(max_length=255, blank=True, default="")
+    model = models.CharField(max_length=255, blank=True, default="")
+    tag = models.CharField(max_length=255, blank=True, default="")
+    requests = models.PositiveIntegerField(default=0)
+    failed_requests = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    spend = models.FloatField(default=0.0, help_text="USD; requests of unknown price count as 0")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-day"]
+        verbose_name_plural = "daily spend"
+        constraints = [models.UniqueConstraint(fields=["day", "grain"], name="spenddaily_grain")]
+        indexes = [models.Index(fields=["team_id", "day"], name="spenddaily_team_day"),
+                   models.Index(fields=["api_key", "day"], name="spenddaily_key_day"),
+                   models.Index(fields=["end_user", "day"], name="spenddaily_customer_day"),
+                   models.Index(fields=["tag", "day"], name="spenddaily_tag_day")]

@@ -19,7 +19,7 @@ from django.db.models import F
 
 from keys.models import VirtualKey
 from spend.models import SpendLog, SpendLogTag
-from spend import spool
+from spend import alerts, spool
 from spend.records import SpendRecord
 from teams.models import Customer, Team, User
 
@@ -46,6 +46,8 @@ def write_batch(records: list[SpendRecord]) -> int:
             for r in fresh for tag in dict.fromkeys(r.request_tags)
         ])
         _add_spend(fresh)
+        # Budget alerts read the committed spend, on the alerts thread: nothing more happens here.
+        transaction.on_commit(lambda: alerts.spend_written(fresh))
     return len(fresh)
 
 

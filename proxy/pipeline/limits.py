@@ -13,6 +13,7 @@ from django.conf import settings
 
 from gateway_project.config import get_config
 from gateway_project.errors import BadRequestError, GatewayError
+from spend import alerts
 
 MB = 1024 * 1024
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
@@ -64,6 +65,7 @@ class RequestSizeLimit:
         limit = limit_mb * MB
         declared = _content_length(scope)
         if declared is not None and declared > limit:
+            _alert_too_large(scope, declared, limit_mb)
             await _refuse(send, request_too_large(declared, limit_mb))
             return
         messages, size = [], 0
@@ -74,12 +76,18 @@ class RequestSizeLimit:
                 break
             size += len(message.get("body", b""))
             if size > limit:
+                _alert_too_large(scope, size, limit_mb)
                 await _refuse(send, request_too_large(size, limit_mb))
                 return
             messages.append(message)
             if not message.get("more_body", False):
                 break
         await self.app(scope, _replay(messages, receive), send)
+
+
+def _alert_too_large(scope, size_bytes: int, limit_mb: float) -> None:
+    client = (scope.get("client") or ("unknown",))[0]
+    alerts.request_too_large(client=client, path=scope.get("path", ""), size_bytes=size_bytes, limit_mb=limit_mb)
 
 
 def _content_length(scope) -> int | None:

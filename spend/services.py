@@ -1,0 +1,134 @@
+"""The ledger's periodic upkeep: retention, daily roll-ups, budget resets (run by ``spend.tasks``)."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import date, datetime, time, timedelta, timezone
+
+import orjson
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, Q, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone as django_timezone
+
+from gateway_project.durations import add_duration
+from keys.models import VirtualKey
+from spend.models import SpendDaily, SpendLog, SpendLogTag, SpendStatus
+from teams.models import Customer, Team, User
+
+logger = logging.getLogger("gateway.jobs")
+
+
+def retention_cutoff(period: str, *, now: datetime) -> datetime:
+    """The instant before which rows are older than ``period`` (a duration such as ``30d``)."""
+    return now - (add_duration(now, period) - now)
+
+
+# --- Retention -----------------------------------------------------------------------------------
+
+
+def spend_logs_prune(*, older_than: datetime, batch_size: int | None = None) -> int:
+    """Delete the spend logs (and their tag rows) that started before ``older_than``; return how many.
+
+    Oldest first, ``batch_size`` rows per transaction: each batch holds row locks on its own rows for
+    a moment, never a table lock or one unbounded DELETE, so the batch writer goes on writing.
+    """
+    batch_size = batch_size or settings.GATEWAY_RETENTION_BATCH_SIZE
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            ids = list(SpendLog.objects.filter(start_time__lt=older_than).order_by("start_time")
+                       .values_list("call_id", flat=True)[:batch_size])
+            if not ids:
+                break
+            SpendLogTag.objects.filter(spend_log_id__in=ids).delete()
+            # only("call_id"): the rows' tags are gone already; nothing else needs loading.
+            deleted += SpendLog.objects.filter(call_id__in=ids).only("call_id").delete()[1].get(SpendLog._meta.label, 0)
+        if len(ids) < batch_size:
+            break
+    if deleted:
+        logger.info("retention: deleted %d spend logs older than %s", deleted, older_than.isoformat())
+    return deleted
+
+
+# --- Daily roll-ups ------------------------------------------------------------------------------
+
+DIMENSIONS = ("api_key", "team_id", "user", "end_user", "model_group", "model")
+METRICS = ("requests", "failed_requests", "prompt_tokens", "completion_tokens", "total_tokens", "spend")
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
+
+
+def _grouped(rows, prefix: str = "", *, extra: dict | None = None) -> list[dict]:
+    """``rows`` grouped by the dimensions (absent ones as ""), with the metrics summed."""
+    dims = {f"d_{name}": Coalesce(F(f"{prefix}{name}"), Value("")) for name in DIMENSIONS}
+    sums = {
+        "m_requests": Count("pk"),
+        "m_failed_requests": Count("pk", filter=Q(**{f"{prefix}status": SpendStatus.FAILURE})),
+        **{f"m_{name}": Coalesce(Sum(f"{prefix}{name}"), Value(0))
+           for name in ("prompt_tokens", "completion_tokens", "total_tokens")},
+        "m_spend": Coalesce(Sum(f"{prefix}spend"), Value(0.0)),
+    }
+    return list(rows.values(**dims, **(extra or {})).annotate(**sums).order_by())
+
+
+def _daily_row(day: date, group: dict, tag: str, now: datetime) -> SpendDaily:
+    dims = {name: group[f"d_{name}"] for name in DIMENSIONS}
+    grain = hashlib.sha256(orjson.dumps([*dims.values(), tag])).hexdigest()
+    return SpendDaily(day=day, grain=grain, tag=tag, updated_at=now, **dims,
+                      **{name: group[f"m_{name}"] for name in METRICS})
+
+
+def spend_aggregate_daily(*, day: date) -> int:
+    """Roll the spend logs of ``day`` (UTC) up into ``SpendDaily`` rows; return how many were written.
+
+    An upsert: run it again (later the same day, or after late rows arrived) and the day's rows are
+    recomputed from the logs, never added twice. Groups whose logs were since deleted keep their row.
+    """
+    start, end = _day_bounds(day)
+    now = django_timezone.now()
+    logs = SpendLog.objects.filter(start_time__gte=start, start_time__lt=end)
+    rows = [_daily_row(day, group, "", now) for group in _grouped(logs)]
+    tags = SpendLogTag.objects.filter(start_time__gte=start, start_time__lt=end).exclude(tag="")
+    rows += [_daily_row(day, group, group["d_tag"], now)
+             for group in _grouped(tags, "spend_log__", extra={"d_tag": F("tag")})]
+    SpendDaily.objects.bulk_create(rows, update_conflicts=True, unique_fields=["day", "grain"],
+                                   update_fields=[*METRICS, "updated_at"])
+    return len(rows)
+
+
+# --- Budget resets -------------------------------------------------------------------------------
+
+BUDGETED = (VirtualKey, Team, User, Customer)
+
+
+def budgets_reset(*, now: datetime) -> int:
+    """Start a new budget period for every key, team, user and customer whose ``budget_reset_at`` has
+    passed: spend back to 0, next reset ``now + budget_duration``. Returns how many were reset.
+
+    Row by row through ``save()``: that bumps the budget epoch (admission counts the new period from
+    zero) and its post_save signal invalidates the proxy's cached snapshots on commit.
+    """
+    count = 0
+    for model in BUDGETED:
+        due = list(model.objects.filter(budget_reset_at__lte=now).values_list("pk", flat=True))
+        count += sum(_reset_one(model, pk, now) for pk in due)
+    if count:
+        logger.info("budgets: reset %d budget(s) whose period ended", count)
+    return count
+
+
+def _reset_one(model, pk, now: datetime) -> int:
+    with transaction.atomic():
+        # Locked and re-read: another run (or an admin's edit) may have reset it meanwhile.
+        row = model.objects.select_for_update().filter(pk=pk, budget_reset_at__lte=now).first()
+        if row is None:
+            return 0
+        row.spend = 0.0
+        row.budget_reset_at = add_duration(now, row.budget_duration) if row.budget_duration else None
+        row.save(update_fields=["spend", "budget_reset_at"])
+    return 1
