@@ -166,7 +166,9 @@ def _budget_rows(kind: str, idents: list[str]) -> list[tuple[str, str, float, fl
                     "customer": (Customer, "user_id")}[kind]
     rows = []
     for row in model.objects.filter(**{f"{field}__in": idents}, max_budget__isnull=False):
-        label = f"{row.key_alias or row.token[:12]} ({row.key_name})" if kind == "key" else getattr(row, field)
+        label = getattr(row, field)
+        if kind == "key":
+            label = f"{row.key_alias} ({row.key_name})" if row.key_alias else row.key_name
         period = f"{row.budget_reset_at.isoformat() if row.budget_reset_at else 'all'}:{row.budget_epoch}"
         rows.append((getattr(row, field), label, row.spend, row.max_budget, period))
     return rows

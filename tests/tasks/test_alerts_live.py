@@ -11,19 +11,29 @@ import pytest
 
 from tests.e2e.conftest import MASTER_KEY, launch_gateway, wait_for
 from tests.servers.fake_webhook import messages
+from tests.servers.process import free_port
 from tests.tasks.conftest import launch_webhook
 
 pytestmark = pytest.mark.e2e
 
 HI = [{"role": "user", "content": "hi"}]
-CONFIG = f"""model_list:
+
+
+def alerts_config(dead_port: int) -> str:
+    return f"""model_list:
   - model_name: metered
     litellm_params: {{model: fake/metered, input_cost_per_token: 0, output_cost_per_token: 0.001}}
+  - model_name: half-dead
+    litellm_params: {{model: openai/gpt-4o, api_base: "http://127.0.0.1:{dead_port}/v1", api_key: sk-x}}
+  - model_name: half-dead
+    litellm_params: {{model: fake/alive}}
+router_settings: {{allowed_fails: 0, cooldown_time: 60, num_retries: 1}}
 general_settings:
   master_key: {MASTER_KEY}
   max_request_size_mb: 0.01
   alerting: ["slack"]
 """
+
 _sentinels = itertools.count(1)
 
 
@@ -32,7 +42,7 @@ def live(tmp_path_factory):
     work_dir = tmp_path_factory.mktemp("alerts-live")
     with launch_webhook(work_dir) as webhook:
         env = {"SLACK_WEBHOOK_URL": f"{webhook.base_url}/services/T0/B0/secret"}
-        with launch_gateway(work_dir, CONFIG, name="alerts-gateway", env=env) as gateway:
+        with launch_gateway(work_dir, alerts_config(free_port()), name="alerts-gateway", env=env) as gateway:
             yield gateway, webhook
 
 
@@ -86,3 +96,19 @@ def test_oversized_requests_send_one_slack_message(live):
     assert statuses == [400, 400, 400]
     sent = after_sentinel(gw, webhook)
     assert len(sent) == 1 and sent[0].startswith("Request too large: 127.0.0.1 sent 0.02 MB to /chat/completions")
+
+
+def test_a_deployment_cooling_down_sends_one_slack_message(live):
+    gw, webhook = live
+    webhook.clear()
+
+    def failing_reported() -> bool:  # each call picks one of the two deployments first, at random
+        response = gw.http.post("/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                                json={"model": "half-dead", "messages": HI})
+        assert response.status_code == 200  # retried on the live deployment
+        return any(text.startswith("Deployment failing") for text in messages(webhook))
+
+    wait_for(failing_reported, timeout=15)
+    sent = after_sentinel(gw, webhook)
+
+    assert len(sent) == 1 and sent[0].startswith("Deployment failing: openai/gpt-4o in model group half-dead")

@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from spend.models import SpendLog, SpendLogTag
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import MASTER_KEY, launch_gateway, wait_for
 from tests.servers.fake_webhook import messages
 from tests.servers.process import ServerProcess
 from tests.tasks.conftest import ROOT, launch_webhook, spend_log
@@ -90,3 +90,24 @@ def test_the_worker_delivers_an_enqueued_alert_to_the_slack_webhook(worker, webh
 
     wait_for(lambda: messages(webhook), timeout=20)
     assert messages(webhook) == ["Deployment failing: openai/gpt-4o"]
+
+
+def test_a_gateway_with_redis_hands_its_alerts_to_the_worker(worker, webhook, tmp_path):
+    webhook.clear()
+    config = f"""general_settings:
+  master_key: {MASTER_KEY}
+  max_request_size_mb: 0.01
+  alerting: ["slack"]
+"""
+    env = {"REDIS_URL": BROKER, "GATEWAY_REDIS_PREFIX": PREFIX, "SLACK_WEBHOOK_URL": f"{webhook.base_url}/hook"}
+    with launch_gateway(tmp_path, config, name="gateway-with-redis", env=env) as gw:
+        for _ in range(2):
+            response = gw.http.post("/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                                    json={"model": "fake-openai-endpoint", "messages": [{"role": "user",
+                                                                                         "content": "x" * 20_000}]})
+            assert response.status_code == 400
+
+        wait_for(lambda: messages(webhook), timeout=20)
+
+    assert [text.split(" sent")[0] for text in messages(webhook)] == ["Request too large: 127.0.0.1"]
+    assert "spend.tasks.alert_send" in worker.log_tail(400)
