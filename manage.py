@@ -5,6 +5,9 @@ import sys
 
 
 def main() -> None:
+    from gateway_project.bootstrap import prepare_environment
+
+    prepare_environment()  # USE_AWS_KMS decryption: before settings read DATABASE_URL and the master key
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
     from django.core.management import execute_from_command_line
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+from gateway_project.bootstrap import prepare_environment
+
+prepare_environment()  # USE_AWS_KMS decryption, before settings (a no-op when manage.py did it)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402

@@ -27,11 +27,16 @@ def load_config(path: str | os.PathLike | None, *, master_key: str | None = None
     label = str(path) if path else "built-in demo config"
     raw = _read_yaml(source, label)
     _export_environment(raw.get("environment_variables"), label)
-    resolved = _resolve_references(raw, label, ())
-    try:
-        config = GatewayConfig.model_validate({**resolved, "source": label})
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, label)) from None
+    try:  # general_settings.key_management_system, before any reference is resolved through it
+        manager, raw = secrets.open_manager(raw)
+    except secrets.SecretManagerConfigError as exc:
+        raise ConfigError(f"{label}: {exc}") from None
+    with secrets.using(manager):  # pass-through headers resolve theirs while validating
+        resolved = _resolve_references(raw, label, ())
+        try:
+            config = GatewayConfig.model_validate({**resolved, "source": label})
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, label)) from None
     if not config.general_settings.master_key and master_key:
         settings = config.general_settings.model_copy(update={"master_key": master_key})
         config = config.model_copy(update={"general_settings": settings})
@@ -74,7 +79,7 @@ def _resolve_references(node: Any, label: str, path: tuple[str, ...]) -> Any:
     if secrets.is_reference(node):
         try:
             return secrets.resolve(node)
-        except secrets.SecretNotFound as exc:
+        except secrets.SecretError as exc:
             raise ConfigError(f"{label}: {'.'.join(path)}: {exc}") from None
     return node
 

@@ -6,11 +6,14 @@ migrated config starts; a known key of the wrong type stops start-up with the fi
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway_project import secrets
 from gateway_project.durations import parse_duration
 
 
@@ -140,6 +143,117 @@ class AlertingArgs(_Frozen):
         return tuple(sorted(set(values)))
 
 
+# Paths the gateway serves itself, each with everything under it: a pass-through path may not sit
+# inside one, nor (with sub-paths) cover one. tests/proxy/test_passthrough_config.py holds this list
+# against the URLconf, so a new gateway route cannot be shadowed silently.
+GATEWAY_ROUTES = tuple(tuple(route.split("/")) for route in (
+    "admin", "static", "key", "team", "user", "customer", "end_user", "spend", "global", "audit", "config",
+    "chat", "completions", "embeddings", "models", "model", "model_group", "openai", "engines", "health",
+    "docs", "openapi.json", "metrics", "public", "sso", "routes", "v1/chat", "v1/completions",
+    "v1/embeddings", "v1/models", "v1/model", "v1/model_group"))
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~!$&'()+,;=:@-]+")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Set by the HTTP client for the target, or hop-by-hop: never configured.
+_UNSETTABLE_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te",
+                                 "trailer", "upgrade", "proxy-connection", "proxy-authorization"})
+
+
+class PassThroughEndpoint(_Frozen):
+    """A general_settings.pass_through_endpoints entry: requests to ``path`` go to ``target`` as they are
+    (docs/pass-through.md). A path ending in ``/*``, or ``include_subpath``, forwards its sub-paths too."""
+
+    path: str
+    target: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: bool = False
+    forward_headers: bool = False
+    include_subpath: bool = False
+
+    @property
+    def prefix(self) -> str:
+        """``path`` without its ``/*``: the exact path, or the root of the sub-paths."""
+        return self.path[:-2] if self.path.endswith("/*") else self.path
+
+    @property
+    def subpaths(self) -> bool:
+        return self.include_subpath or self.path.endswith("/*")
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return tuple(self.prefix.split("/")[1:]) if self.prefix not in ("", "/") else ()
+
+    @field_validator("path")
+    @classmethod
+    def _plain_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r}: a path starts with '/', e.g. '/v1/rerank'")
+        prefix = value[:-2] if value.endswith("/*") else value
+        if prefix not in ("", "/") and not all(_PATH_SEGMENT.fullmatch(s) and s not in (".", "..")
+                                               for s in prefix[1:].split("/")):
+            raise ValueError(f"{value!r}: use plain segments ('/v1/rerank', '/bria/*'): no '..', '//', "
+                             "trailing '/', '*' except a final '/*', query or percent-encoding")
+        return value
+
+    @field_validator("target")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        try:
+            url = urlsplit(value)
+            url.port  # noqa: B018  (raises on a bad port)
+        except ValueError:
+            raise ValueError("target is not a valid URL") from None
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("target must be an http:// or https:// URL with a host")
+        if url.username is not None or url.password is not None or url.fragment:
+            raise ValueError("target must not carry credentials or a fragment: put credentials in headers")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _resolved_headers(cls, values: dict[str, str]) -> dict[str, str]:
+        return {name: _header_value(name, value) for name, value in values.items()}
+
+
+def _header_value(name: str, value: str) -> str:
+    """The header's value with an embedded ``os.environ/NAME`` (LiteLLM's "bearer os.environ/KEY") resolved."""
+    if not _HEADER_NAME.fullmatch(name) or name.lower() in _UNSETTABLE_HEADERS:
+        raise ValueError(f"header {name!r} cannot be configured")
+    before, reference, env_name = value.partition(secrets.REFERENCE_PREFIX)
+    if reference:
+        try:
+            value = before + secrets.resolve(reference + env_name)
+        except secrets.SecretError as exc:
+            raise ValueError(f"header {name!r}: {exc}") from None
+    if any((ord(char) < 32 and char != "\t") or ord(char) == 127 for char in value):
+        raise ValueError(f"header {name!r}: the value contains control characters")
+    return value
+
+
+def _within(inner: tuple[str, ...], outer: tuple[str, ...]) -> bool:
+    return inner[:len(outer)] == outer
+
+
+def _pass_through_conflict(entry: PassThroughEndpoint, earlier: tuple[PassThroughEndpoint, ...]) -> str | None:
+    segments = entry.segments
+    if not segments or any(_within(segments, route) or (entry.subpaths and _within(route, segments))
+                           for route in GATEWAY_ROUTES):
+        return "shadows the gateway's own routes"
+    for other in earlier:
+        if segments == other.segments:
+            return f"duplicates {other.path!r}"
+        if (other.subpaths and _within(segments, other.segments)) or (
+                entry.subpaths and _within(other.segments, segments)):
+            return f"overlaps {other.path!r}"
+    return None
+
+
+def _pass_through_paths(entries: tuple[PassThroughEndpoint, ...]) -> tuple[PassThroughEndpoint, ...]:
+    for index, entry in enumerate(entries):
+        if problem := _pass_through_conflict(entry, entries[:index]):
+            raise ValueError(f"entry {index} ({entry.path!r}) {problem}")
+    return entries
+
+
 class GeneralSettings(_Frozen):
     master_key: str | None = None
     database_url: str | None = None
@@ -162,14 +276,21 @@ class GeneralSettings(_Frozen):
     # Background jobs and alerts (docs/background-jobs.md, docs/alerts.md). No period: kept forever.
     maximum_spend_logs_retention_period: str | None = None
     maximum_spend_logs_retention_interval: str | None = None
+    maximum_audit_logs_retention_period: str | None = None   # docs/audit-logs.md; no period: kept forever
     alerting: tuple[Literal["slack", "email"], ...] = ()
     alert_types: tuple[str, ...] | None = None      # None: every kind
     alerting_threshold: float | None = Field(default=None, gt=0)   # LiteLLM's slow-request alert: accepted, unused
     alerting_args: AlertingArgs = AlertingArgs()
+    pass_through_endpoints: tuple[PassThroughEndpoint, ...] = ()
+    # Where os.environ/ references are read from (docs/secret-managers.md); applied before validation.
+    key_management_system: secrets.KeyManagementSystem | None = None
+    key_management_settings: secrets.KeyManagementSettings = secrets.KeyManagementSettings()
 
+    _check_pass_through = field_validator("pass_through_endpoints")(_pass_through_paths)
     _check_allowed_ips = field_validator("allowed_ips", "trusted_proxies")(_ip_networks)
     _check_durations = field_validator("maximum_spend_logs_retention_period",
-                                       "maximum_spend_logs_retention_interval")(_durations)
+                                       "maximum_spend_logs_retention_interval",
+                                       "maximum_audit_logs_retention_period")(_durations)
 
 
 Fallbacks = tuple[dict[str, tuple[str, ...]], ...]
@@ -231,6 +352,7 @@ class LitellmSettings(_Reliability, _Guardrails):
     callbacks: tuple[str, ...] = ()
     drop_params: bool = False
     request_timeout: float | None = Field(default=None, gt=0)
+    store_audit_logs: bool = False   # record changes to keys, teams, users, customers (docs/audit-logs.md)
 
 
 class RouterSettings(_Reliability):

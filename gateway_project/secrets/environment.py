@@ -6,7 +6,12 @@ from gateway_project.secrets.base import SecretNotFound
 
 
 class EnvironmentSecrets:
-    """Secrets from the process environment (after config.yaml's ``environment_variables``)."""
+    """Secrets from the process environment (after config.yaml's ``environment_variables``): the default."""
+
+    name = "environment"
+
+    def __init__(self, settings: object = None) -> None:
+        pass  # nothing to configure; the signature is every backend's
 
     def get(self, name: str) -> str:
         try:

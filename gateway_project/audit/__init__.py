@@ -1,0 +1,1 @@
+"""Who changed what: django-auditlog's entries for keys, teams, users and customers, hash-chained."""
