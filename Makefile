@@ -11,7 +11,7 @@ GATEWAY_MASTER_KEY ?= sk-1234
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
-.PHONY: run worker beat test test-postgres test-sqlite install clean
+.PHONY: run worker beat test test-postgres test-sqlite install clean bench bench-smoke bench-soak
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,7 @@ beat: $(STAMP)
 ## Run the whole test suite: on PostgreSQL, then again on SQLite (the embedded default)
 test: $(STAMP)
 	bin/ensure-services
+	bin/install-test-deps
 	$(MAKE) --no-print-directory test-postgres test-sqlite
 
 test-postgres: $(STAMP)
@@ -42,6 +43,20 @@ test-postgres: $(STAMP)
 
 test-sqlite: $(STAMP)
 	DATABASE_URL=sqlite:///$(CURDIR)/var/test.sqlite3 $(PY) -m pytest $(PYTEST_ARGS)
+
+## Benchmark vs direct and the LiteLLM proxy (docs/performance.md; installs wrk via apt and LiteLLM into
+## bench/.venv-litellm); BENCH_ARGS narrows it, e.g. BENCH_ARGS='--concurrency 10 --repeats 1'
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+BENCH_ARGS ?=
+bench: $(STAMP)
+	command -v wrk >/dev/null || (command -v apt-get >/dev/null && apt-get install -y wrk) || echo "bench: no wrk, the asyncio generator drives every point"
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench $(BENCH_ARGS)
+
+bench-smoke: $(STAMP)
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench --smoke $(BENCH_ARGS)
+
+bench-soak: $(STAMP)
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench --soak 100000 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -1,7 +1,9 @@
 """ASGI entry point: Django, plus a small lifespan handler that opens and closes the proxy runtime
-(pooled upstream clients, the spend writer) and serves the admin's static files."""
+(pooled upstream clients, the spend writer), the ASGI-level limits, the hot-path dispatch of the proxy's
+OpenAI routes (``proxy/hotpath.py``), and the admin's static files."""
 from __future__ import annotations
 
+import logging
 import os
 
 from gateway_project.bootstrap import prepare_environment
@@ -14,13 +16,25 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_application = get_asgi_application()
 
+from gateway_project import draining  # noqa: E402
 from proxy import runtime  # noqa: E402  (after Django is set up)
+from proxy.api import api as proxy_api  # noqa: E402
+from proxy.hotpath import HotPathDispatch  # noqa: E402
 from proxy.pipeline.limits import ConcurrencyLimit, RequestSizeLimit  # noqa: E402
+
+logger = logging.getLogger("gateway")
 
 
 class LifespanApp:
-    def __init__(self, app) -> None:
+    """Start-up and shutdown of the proxy runtime. At shutdown the server has stopped accepting and waited
+    (``GATEWAY_GRACEFUL_TIMEOUT``) for requests and streams to finish, cancelling the rest; those record
+    their partial spend as they unwind, so they are awaited briefly before the spend buffer is flushed."""
+
+    DRAIN_SECONDS = 5.0
+
+    def __init__(self, app, limiter: ConcurrencyLimit | None = None) -> None:
         self.app = app
+        self.limiter = limiter
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "lifespan":
@@ -36,9 +50,18 @@ class LifespanApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if left := await draining.cancel_running(self.DRAIN_SECONDS):
+                    logger.error("shutdown: %d calls did not unwind; their spend rows may be missing", left)
+                if self.limiter is not None and not await self.limiter.drained(self.DRAIN_SECONDS):
+                    logger.error("shutdown: %d requests still unwinding; their spend rows may be missing",
+                                 self.limiter.in_flight)
                 await runtime.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
-application = LifespanApp(ConcurrencyLimit(RequestSizeLimit(ASGIStaticFilesHandler(django_application))))
+# The proxy's OpenAI routes skip Django's middleware stack and request signals (proxy/hotpath.py,
+# docs/proxy.md "How a request is served"); everything else is Django's.
+_limiter = ConcurrencyLimit(RequestSizeLimit(HotPathDispatch(ASGIStaticFilesHandler(django_application),
+                                                             namespace=proxy_api.urls_namespace)))
+application = LifespanApp(_limiter, limiter=_limiter)

@@ -4,12 +4,13 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from gateway_project.errors import GatewayError, error_body
+from gateway_project.errors import DatabaseUnavailableError, GatewayError, error_body
 
 logger = logging.getLogger("gateway.api")
 
@@ -75,6 +76,11 @@ def exception_handler(exc, context):
         return Response(error_body("Not found", status=404, type="not_found_error"), status=404)
     if isinstance(exc, PermissionDenied):
         return Response(error_body("Permission denied", status=403, type="auth_error", param="None"), status=403)
+    if isinstance(exc, (OperationalError, InterfaceError)):  # the database is down or failing over
+        logger.warning("database unreachable in %s: %s", context.get("view").__class__.__name__, exc)
+        set_rollback()
+        unavailable = DatabaseUnavailableError()
+        return Response(unavailable.body(), status=unavailable.status, headers=unavailable.headers)
     # Anything else is a bug: log it with its traceback, answer without one.
     logger.exception("unhandled error in %s", context.get("view").__class__.__name__)
     set_rollback()

@@ -113,6 +113,14 @@ class ServiceUnavailableError(GatewayError):
     type = "service_unavailable"
 
 
+class DatabaseUnavailableError(ServiceUnavailableError):
+    """The database cannot be reached (down, restarting, failing over): the caller retries shortly."""
+
+    def __init__(self) -> None:
+        super().__init__("The database is unreachable right now, so this request cannot be checked or served; "
+                         "retry shortly.", headers={"retry-after": "1"})
+
+
 def error_body(message: str, *, status: int, type: str | None, param: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": str(status)}}
 

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",  # Swagger UI's assets served locally, not from a CDN (proxy/openapi.py)
     "rest_framework",
     "auditlog",
     "gateway_project.audit",
@@ -113,17 +114,43 @@ GATEWAY_REDIS_PREFIX = env_str("GATEWAY_REDIS_PREFIX") or "gateway:"
 # Path of the LiteLLM-format config.yaml; empty means the built-in demo config.
 GATEWAY_CONFIG = env_str("GATEWAY_CONFIG") or None
 GATEWAY_MASTER_KEY = env_secret("GATEWAY_MASTER_KEY")
+# Prometheus multiprocess directory (docs/metrics.md); `manage.py gateway` sets a fresh one per start.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR") or None
 # Seconds a cached key/team snapshot may be served before it is read again. A write invalidates the
 # entry at once in the process that made it; this bounds how stale any other worker can be.
 GATEWAY_CACHE_TTL = env_float("GATEWAY_CACHE_TTL", 5.0)
 # Spend rows are written in batches: at most this many seconds apart, or this many rows.
 GATEWAY_SPEND_FLUSH_INTERVAL = env_float("GATEWAY_SPEND_FLUSH_INTERVAL", 1.0)
 GATEWAY_SPEND_BATCH_SIZE = env_int("GATEWAY_SPEND_BATCH_SIZE", 500)
+# With REDIS_URL, spend records pass through a Redis stream (docs/spend.md, "Nothing lost"): the buffer is
+# appended to it at most this many seconds apart; a dead consumer's unacknowledged entries are taken over
+# by another after this many seconds of silence.
+GATEWAY_SPEND_STREAM_INTERVAL = env_float("GATEWAY_SPEND_STREAM_INTERVAL", 0.005)
+GATEWAY_SPEND_STREAM_CLAIM_IDLE = env_float("GATEWAY_SPEND_STREAM_CLAIM_IDLE", 60.0)
+# Logging callbacks (team-based logging, docs/team-logging.md): events leave in batches per destination,
+# at most this many seconds apart or this many events; at most QUEUE_SIZE wait per destination (older
+# ones are dropped past that); a failed batch is tried MAX_ATTEMPTS times, backing off from RETRY_BACKOFF s.
+GATEWAY_CALLBACK_FLUSH_INTERVAL = env_float("GATEWAY_CALLBACK_FLUSH_INTERVAL", 1.0)
+GATEWAY_CALLBACK_BATCH_SIZE = env_int("GATEWAY_CALLBACK_BATCH_SIZE", 100)
+GATEWAY_CALLBACK_QUEUE_SIZE = env_int("GATEWAY_CALLBACK_QUEUE_SIZE", 10_000)
+GATEWAY_CALLBACK_MAX_ATTEMPTS = env_int("GATEWAY_CALLBACK_MAX_ATTEMPTS", 4)
+GATEWAY_CALLBACK_RETRY_BACKOFF = env_float("GATEWAY_CALLBACK_RETRY_BACKOFF", 0.5)
+GATEWAY_CALLBACK_TIMEOUT = env_float("GATEWAY_CALLBACK_TIMEOUT", 10.0)
+# The global Langfuse project, for litellm_settings.success_callback / failure_callback: ["langfuse"].
+LANGFUSE_PUBLIC_KEY = env_str("LANGFUSE_PUBLIC_KEY")
+LANGFUSE_SECRET_KEY = env_secret("LANGFUSE_SECRET_KEY")
+LANGFUSE_HOST = env_str("LANGFUSE_HOST") or "https://cloud.langfuse.com"
 GATEWAY_UPSTREAM_TIMEOUT = env_float("GATEWAY_UPSTREAM_TIMEOUT", 600.0)
 # Requests in flight per worker before further ones are shed with 503 + retry-after (0: no limit).
 GATEWAY_MAX_CONCURRENT_REQUESTS = env_int("GATEWAY_MAX_CONCURRENT_REQUESTS", 1000)
 # Requests whose headers add up to more are refused with 431 before any application code runs.
 GATEWAY_MAX_HEADER_BYTES = env_int("GATEWAY_MAX_HEADER_BYTES", 64 * 1024)
+# Serving (`manage.py gateway`, docs/deploy.md): worker processes (0: one per CPU core on PostgreSQL, 1 on
+# SQLite); seconds in-flight requests and streams get to finish after SIGTERM; idle keep-alive seconds
+# (keep it above the load balancer's idle timeout).
+GATEWAY_WORKERS = env_int("GATEWAY_WORKERS", 0)
+GATEWAY_GRACEFUL_TIMEOUT = env_float("GATEWAY_GRACEFUL_TIMEOUT", 30.0)
+GATEWAY_KEEPALIVE_TIMEOUT = env_int("GATEWAY_KEEPALIVE_TIMEOUT", 75)
 
 # --- Background jobs (see docs/background-jobs.md) ----------------------------------------------
 # With REDIS_URL a Celery worker and beat run them; without, the gateway runs the same tasks on an
@@ -142,7 +169,10 @@ GATEWAY_PERIODIC_JOBS = [
      "every_from": "maximum_spend_logs_retention_interval"},
     {"name": "budgets-reset", "task": "spend.tasks.budgets_reset", "every": "1m"},
     {"name": "spend-aggregate-daily", "task": "spend.tasks.spend_aggregate_daily", "every": "15m"},
+    {"name": "spend-partitions-ensure", "task": "spend.tasks.spend_partitions_ensure", "every": "12h"},
 ]
+# PostgreSQL: spend-log partitions created ahead of the current month (docs/deploy.md).
+GATEWAY_SPEND_PARTITIONS_AHEAD = env_int("GATEWAY_SPEND_PARTITIONS_AHEAD", 3)
 # Rows deleted per (short) transaction by the retention jobs.
 GATEWAY_RETENTION_BATCH_SIZE = env_int("GATEWAY_RETENTION_BATCH_SIZE", 5000)
 
@@ -174,6 +204,8 @@ JWT_AUDIENCE = env_str("JWT_AUDIENCE") or None
 
 # --- Admin branding ---------------------------------------------------------------------------
 GATEWAY_ADMIN_TITLE = env_str("GATEWAY_ADMIN_TITLE") or "Gateway administration"
+# Logo beside the title: an https:// URL, a path on this site, or a static file name (docs/config.md).
+GATEWAY_ADMIN_LOGO_URL = env_str("GATEWAY_ADMIN_LOGO_URL") or ""
 
 # --- API docs ---------------------------------------------------------------------------------
 DOCS_TITLE = env_str("DOCS_TITLE") or "Gateway API"
@@ -208,6 +240,55 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Admin single sign-on (OIDC, docs/sso.md) -------------------------------------------------
+# Off unless a client id and the IdP's endpoints are set; the password form stays on unless turned off.
+OIDC_RP_CLIENT_ID = env_str("GATEWAY_OIDC_CLIENT_ID") or ""
+OIDC_RP_CLIENT_SECRET = env_secret("GATEWAY_OIDC_CLIENT_SECRET") or ""
+OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("GATEWAY_OIDC_AUTHORIZATION_ENDPOINT") or ""
+OIDC_OP_TOKEN_ENDPOINT = env_str("GATEWAY_OIDC_TOKEN_ENDPOINT") or ""
+OIDC_OP_USER_ENDPOINT = env_str("GATEWAY_OIDC_USERINFO_ENDPOINT") or ""
+OIDC_OP_JWKS_ENDPOINT = env_str("GATEWAY_OIDC_JWKS_URI") or ""
+OIDC_RP_SIGN_ALGO = env_str("GATEWAY_OIDC_SIGN_ALGO") or "RS256"
+OIDC_RP_SCOPES = env_str("GATEWAY_OIDC_SCOPES") or "openid email profile"
+OIDC_TIMEOUT = env_float("GATEWAY_OIDC_TIMEOUT", 10.0)
+OIDC_CALLBACK_CLASS = "teams.sso.GatewayOIDCCallbackView"  # refusals end on the login page
+GATEWAY_OIDC_USERNAME_CLAIM = env_str("GATEWAY_OIDC_USERNAME_CLAIM") or "preferred_username"
+GATEWAY_OIDC_GROUPS_CLAIM = env_str("GATEWAY_OIDC_GROUPS_CLAIM") or "groups"
+GATEWAY_OIDC_ADMIN_GROUPS = env_list("GATEWAY_OIDC_ADMIN_GROUPS", [])
+GATEWAY_OIDC_VIEWER_GROUPS = env_list("GATEWAY_OIDC_VIEWER_GROUPS", [])
+GATEWAY_ADMIN_PASSWORD_LOGIN = env_bool("GATEWAY_ADMIN_PASSWORD_LOGIN", True)
+GATEWAY_SSO_ENABLED = bool(OIDC_RP_CLIENT_ID)
+if GATEWAY_SSO_ENABLED:
+    _missing = [name for name, value in (
+        ("GATEWAY_OIDC_CLIENT_SECRET", OIDC_RP_CLIENT_SECRET),
+        ("GATEWAY_OIDC_AUTHORIZATION_ENDPOINT", OIDC_OP_AUTHORIZATION_ENDPOINT),
+        ("GATEWAY_OIDC_TOKEN_ENDPOINT", OIDC_OP_TOKEN_ENDPOINT),
+        ("GATEWAY_OIDC_USERINFO_ENDPOINT", OIDC_OP_USER_ENDPOINT),
+        ("GATEWAY_OIDC_JWKS_URI", OIDC_OP_JWKS_ENDPOINT),
+    ) if not value]
+    if not (GATEWAY_OIDC_ADMIN_GROUPS or GATEWAY_OIDC_VIEWER_GROUPS):
+        _missing.append("GATEWAY_OIDC_ADMIN_GROUPS or GATEWAY_OIDC_VIEWER_GROUPS")
+    if _missing:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"GATEWAY_OIDC_CLIENT_ID is set, so SSO also needs: {', '.join(_missing)}")
+elif not GATEWAY_ADMIN_PASSWORD_LOGIN:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("GATEWAY_ADMIN_PASSWORD_LOGIN=false needs SSO (GATEWAY_OIDC_CLIENT_ID ...): "
+                               "nobody could sign in to the admin")
+# The SSO backend subclasses ModelBackend, so permissions keep working with password sign-in off.
+AUTHENTICATION_BACKENDS = [
+    *(["teams.sso.GatewayOIDCBackend"] if GATEWAY_SSO_ENABLED else []),
+    *(["django.contrib.auth.backends.ModelBackend"] if GATEWAY_ADMIN_PASSWORD_LOGIN else []),
+]
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto: builds https:// URLs (the OIDC redirect URI).
+# Only for a proxy that overwrites the header; a client could otherwise claim https.
+if env_bool("GATEWAY_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+LOGIN_REDIRECT_URL = "/admin/"  # where SSO lands without a ?next=
+LOGIN_REDIRECT_URL_FAILURE = "/admin/login/"
 
 # --- Logging ----------------------------------------------------------------------------------
 LOG_LEVEL = (env_str("GATEWAY_LOG_LEVEL") or "INFO").upper()

@@ -3,15 +3,21 @@
 A hit costs a dict lookup and a clock read: no database query. A miss loads through one database
 read, coalesced so that a burst of requests for the same uncached key makes one query. Writes
 invalidate entries (``invalidate``) when their transaction commits; ``ttl`` bounds how stale an entry
-written by another process can be.
+written by another process can be. While the database cannot be reached (down, restarting, failing
+over), an expired entry goes on being served, so known keys keep working through an outage; a miss
+then raises the database error, which the API renders as a 503.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 
 V = TypeVar("V")
 
@@ -46,7 +52,14 @@ class SnapshotCache(Generic[V]):
         self._loading[key] = future
         generation = self._generation
         try:
-            value = await self._loader(key)
+            try:
+                value = await self._loader(key)
+            except (OperationalError, InterfaceError) as exc:
+                stale = self._stale(key, entry, generation, exc)
+                if stale is _MISSING:
+                    raise
+                future.set_result(stale)
+                return stale
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters get it, nobody else is warned
@@ -57,6 +70,17 @@ class SnapshotCache(Generic[V]):
             self._store(key, value)
         future.set_result(value)
         return value
+
+    def _stale(self, key: str, entry, generation: int, exc: Exception):
+        """The database cannot be reached: the expired snapshot of ``key``, kept for another TTL (so the
+        database is tried again once per TTL, not on every request), or _MISSING when there is none to
+        serve (never loaded, known not to exist, or changed since)."""
+        if entry is _MISSING or entry[1] is None or generation != self._generation:
+            return _MISSING
+        self._store(key, entry[1])
+        logger.warning("database unreachable (%s): serving the last known %s %s", type(exc).__name__, self.name,
+                       key[:12])
+        return entry[1]
 
     def _store(self, key: str, value: V | None) -> None:
         if len(self._entries) >= self._max_entries:
@@ -71,6 +95,35 @@ class SnapshotCache(Generic[V]):
     def clear(self) -> None:
         self._generation += 1
         self._entries.clear()
+
+
+def snapshot_loader(read: Callable[[str], V | None]) -> Callable[[str], Awaitable[V | None]]:
+    """A cache's database read, run off the event loop (thread-sensitive ``sync_to_async``).
+
+    The proxy's hot path is served outside Django's request cycle (``proxy/hotpath.py``), so its reads
+    share one long-lived thread and connection, and no ``request_started`` signal tidies that connection:
+    the read does what the signal's ``close_old_connections`` would, first (drop a connection past
+    ``CONN_MAX_AGE`` or broken by an error), and a reused connection that the database dropped while it was
+    idle (a restart, an idle timeout) is replaced and the read made once more. Inside a transaction (a
+    test's) the connection is left alone.
+    """
+
+    @functools.wraps(read)
+    def fresh_read(key: str) -> V | None:
+        connection = connections[DEFAULT_DB_ALIAS]
+        if connection.in_atomic_block:
+            return read(key)
+        connection.close_if_unusable_or_obsolete()
+        reused = connection.connection is not None
+        try:
+            return read(key)
+        except (OperationalError, InterfaceError):
+            if not reused:
+                raise
+            connection.close()
+            return read(key)
+
+    return sync_to_async(fresh_read, thread_sensitive=True)
 
 
 # --- Invalidation across processes --------------------------------------------------------------------

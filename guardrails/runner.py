@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable
 from typing import Any
 
 from gateway_project.config import ConfigError, GatewayConfig
 from gateway_project.errors import GatewayError, InvalidRequestError, PermissionDeniedError
 from guardrails.base import MODIFY_PERMISSION, Call, ChunkCheck, Guardrail
 from guardrails.registry import GUARDRAILS, ORDER, build
+from spend import metrics
 
 logger = logging.getLogger("gateway.guardrails")
 _MAX_WARNED = 100
@@ -36,6 +39,7 @@ class GuardrailSet:
         self.default_on = tuple(name for name in ORDER if name in config.litellm_settings.callbacks)
         self._built: dict[str, Guardrail] = {name: build(name, config) for name in self.default_on}
         self._warned: set[str] = set()
+        self._metrics = "prometheus" in config.litellm_settings.callbacks
 
     @property
     def idle(self) -> bool:
@@ -82,12 +86,12 @@ class GuardrailSet:
             if guardrail.remote:
                 remote.append(guardrail)
             else:
-                await guardrail.pre_call(call)
+                await self._run(guardrail, "pre_call", guardrail.pre_call(call))
         if len(remote) == 1:
-            await remote[0].pre_call(call)
+            await self._run(remote[0], "pre_call", remote[0].pre_call(call))
         elif remote:
-            outcomes = await asyncio.gather(*(guardrail.pre_call(call) for guardrail in remote),
-                                            return_exceptions=True)
+            outcomes = await asyncio.gather(*(self._run(guardrail, "pre_call", guardrail.pre_call(call))
+                                              for guardrail in remote), return_exceptions=True)
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
@@ -95,7 +99,20 @@ class GuardrailSet:
     async def post_call(self, call: Call, response: dict[str, Any]) -> None:
         for guardrail in self.select(call):
             if guardrail.checks_output:
-                await guardrail.post_call(call, response)
+                await self._run(guardrail, "post_call", guardrail.post_call(call, response))
+
+    async def _run(self, guardrail: Guardrail, hook_type: str, run: Awaitable[None]) -> None:
+        """Await one guardrail hook; with prometheus on, count and time it (a refusal counts as an error)."""
+        if not self._metrics:
+            return await run
+        started, error = time.perf_counter(), None
+        try:
+            await run
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            metrics.observe_guardrail(guardrail.name, hook_type, time.perf_counter() - started, error)
 
     def stream_check(self, call: Call) -> ChunkCheck | None:
         """One function checking every chunk of a streamed answer, or None when nothing needs to."""

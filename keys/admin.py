@@ -1,19 +1,27 @@
-"""Virtual keys in the admin: issued by ``key_generate`` (the secret shown once), edited by ``key_update``."""
+"""Virtual keys in the admin: issued by ``key_generate``, edited by ``key_update``, given a new secret by
+``key_regenerate``. A raw secret is shown once, on the page that answers the request that made it."""
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.utils.formats import date_format
 from django.utils.html import format_html
 
+from gateway_project.errors import GatewayError
 from keys.hashing import KEY_PREFIX, digest
 from keys.models import VirtualKey
-from keys.services import KEY_FIELDS, key_generate, key_update
-from teams.admin import BlockActions, JSONObjectField, ModelListField, clean_duration, spend_vs_budget
+from keys.services import KEY_FIELDS, key_block, key_generate, key_regenerate, key_unblock, key_update
+from teams.admin import (BlockActions, JSONObjectField, ModelListField, ViewerReadOnly, clean_duration,
+                         spend_vs_budget)
 
 LIMIT_FIELDS = ("rpm_limit", "tpm_limit", "max_parallel_requests")
 
@@ -74,7 +82,7 @@ class VirtualKeyChangeForm(KeyForm):
 
 
 @admin.register(VirtualKey)
-class VirtualKeyAdmin(BlockActions, admin.ModelAdmin):
+class VirtualKeyAdmin(ViewerReadOnly, BlockActions, admin.ModelAdmin):
     form = VirtualKeyChangeForm
     add_form = VirtualKeyAddForm
     add_fieldsets = ((None, {"fields": ("key_alias", "team", "user", "models", "duration", "metadata")}),
@@ -87,14 +95,16 @@ class VirtualKeyAdmin(BlockActions, admin.ModelAdmin):
                  ("History", {"fields": ("created_at", "created_by", "updated_at", "updated_by")}))
     readonly_fields = ("token", "key_name", "team", "user", "spend", "budget_reset_at",
                        "created_at", "created_by", "updated_at", "updated_by")
-    list_display = ("key_alias", "key_name", "team", "user", spend_vs_budget, "expires", "blocked", "created_at")
+    list_display = ("key_alias", "key_name", "team", "user", spend_vs_budget, "expiry", "blocked", "created_at")
     list_display_links = ("key_alias", "key_name")
     list_filter = ("blocked", "team", ExpiryFilter)
     list_select_related = ("team", "user")
-    search_fields = ("key_alias", "key_name", "token__exact", "user__username")
-    search_help_text = "Alias, key name (sk-...AbCd), token digest, a raw sk- key or a username"
+    search_fields = ("key_alias", "key_name", "token__exact", "team__team_alias", "user__username",
+                     "user__email")
+    search_help_text = "Alias, key name (sk-...AbCd), team alias, user id or email, token digest, or a raw sk- key"
     autocomplete_fields = ("team", "user")
     show_full_result_count = False
+    actions = (*BlockActions.actions, "regenerate_selected")
 
     def get_fieldsets(self, request: HttpRequest, obj: VirtualKey | None = None):
         return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
@@ -114,6 +124,15 @@ class VirtualKeyAdmin(BlockActions, admin.ModelAdmin):
             results |= queryset.filter(token=digest(term))  # a raw key pasted by an admin
         return results, may_have_duplicates
 
+    @admin.display(description="Expires", ordering="expires")
+    def expiry(self, obj: VirtualKey) -> str:
+        if obj.expires is None:
+            return "never"
+        when = date_format(timezone.localtime(obj.expires), "DATETIME_FORMAT")
+        if obj.is_expired(timezone.now()):
+            return format_html('<span style="color: var(--error-fg)">expired {}</span>', when)
+        return when
+
     def save_model(self, request: HttpRequest, obj: VirtualKey, form: forms.ModelForm, change: bool) -> None:
         actor = request.user.get_username()
         if not change:
@@ -121,7 +140,7 @@ class VirtualKeyAdmin(BlockActions, admin.ModelAdmin):
             obj.pk = record.pk
             obj.refresh_from_db()
             obj._state.adding = False
-            # Held on this in-memory instance only until response_add turns it into a message.
+            # Held on this in-memory instance only until response_add puts it on the page.
             obj._raw_secret = raw
             return
         fields = {name: form.cleaned_data[name] for name in form.changed_data
@@ -130,11 +149,43 @@ class VirtualKeyAdmin(BlockActions, admin.ModelAdmin):
 
     def response_add(self, request: HttpRequest, obj: VirtualKey, post_url_continue: str | None = None) -> HttpResponse:
         raw = obj.__dict__.pop("_raw_secret", None)
-        if raw:
-            # The message storage drops it once displayed: the next page load no longer shows it.
-            messages.warning(request, format_html(
-                "Copy this key now; it is stored only as a hash and will not be shown again: <code>{}</code>", raw))
-        return super().response_add(request, obj, post_url_continue)
+        if raw is None:
+            return super().response_add(request, obj, post_url_continue)
+        # The secret is written into this response only: not into a message (a cookie or a session row),
+        # not into a redirect. Reloading the list or the key's page never shows it again.
+        return self.secret_shown_once(request, [(obj, raw)], title="Key created")
 
     def set_blocked(self, request: HttpRequest, pk: str, *, blocked: bool) -> None:
-        key_update(actor=request.user.get_username(), key=pk, blocked=blocked)
+        (key_block if blocked else key_unblock)(actor=request.user.get_username(), key=pk)
+
+    @admin.action(description="Regenerate the secret of selected %(verbose_name_plural)s", permissions=["change"])
+    def regenerate_selected(self, request: HttpRequest, queryset: QuerySet[VirtualKey]) -> HttpResponse | None:
+        keys = list(queryset.select_related("team", "user"))
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(request, "admin/keys/virtualkey/regenerate_confirmation.html", {
+                **self.admin_site.each_context(request), "title": "Regenerate keys?", "opts": self.opts,
+                "keys": keys, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME, "media": self.media,
+            })
+        actor, issued = request.user.get_username(), []
+        for key in keys:
+            try:
+                issued.append(key_regenerate(actor=actor, key=key.token))
+            except GatewayError as error:  # regenerated or deleted by someone else meanwhile
+                messages.error(request, f"{key}: {error.message}")
+        if not issued:
+            return None  # back to the list, which shows the errors
+        return self.secret_shown_once(request, issued, title="New secrets")
+
+    def secret_shown_once(self, request: HttpRequest, issued: list[tuple[VirtualKey, str]], *,
+                          title: str) -> HttpResponse:
+        """The one page that shows raw secrets: never cached, never stored, never shown again."""
+        changelist = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+        response = TemplateResponse(request, "admin/keys/virtualkey/secret_shown_once.html", {
+            **self.admin_site.each_context(request), "title": title, "opts": self.opts,
+            "issued": [{"key": key, "secret": raw,
+                        "change_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+                                              args=[key.pk])} for key, raw in issued],
+            "changelist_url": changelist, "add_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_add"),
+        })
+        add_never_cache_headers(response)
+        return response

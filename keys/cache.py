@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
-from gateway_project.snapshots import SnapshotCache, invalidate_everywhere, register
+from gateway_project.snapshots import SnapshotCache, invalidate_everywhere, register, snapshot_loader
 from keys.hashing import digest
 from keys.models import VirtualKey
 from teams.cache import NO_LIMITS, Limits
@@ -66,7 +65,7 @@ class KeyRecord:
         )
 
 
-@sync_to_async
+@snapshot_loader
 def _load(token: str) -> KeyRecord | None:
     key = VirtualKey.objects.select_related("user").filter(token=token).first()
     return KeyRecord.from_model(key) if key else None

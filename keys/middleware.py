@@ -41,18 +41,22 @@ class RoutePolicyMiddleware:
     def __call__(self, request: HttpRequest):
         if self.is_async:
             return self._acall(request)
-        return self._check(request) or self.get_response(request)
+        return check_route_policy(request) or self.get_response(request)
 
     async def _acall(self, request: HttpRequest):
-        return self._check(request) or await self.get_response(request)
+        return check_route_policy(request) or await self.get_response(request)
 
-    def _check(self, request: HttpRequest) -> HttpResponse | None:
-        rules = current_rules()
-        ip = client_ip(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR"), rules)
-        request.gateway_client_ip = ip
-        if not ip_allowed(ip, rules.allowed_ips):
-            return refusal(ip_not_allowed(ip))
-        if rules.allowed and not rules.allowed.matches(request.path):
-            return refusal(route_not_allowed(request.path))
-        request.gateway_public_route = rules.public.matches(request.path)
-        return None
+
+def check_route_policy(request: HttpRequest) -> HttpResponse | None:
+    """The refusal for a request the IP allow-list or ``allowed_routes`` keeps out, else None. Also run
+    by the hot-path dispatch (``proxy/hotpath.py``), which serves the proxy's routes without
+    Django's middleware stack."""
+    rules = current_rules()
+    ip = client_ip(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR"), rules)
+    request.gateway_client_ip = ip
+    if not ip_allowed(ip, rules.allowed_ips):
+        return refusal(ip_not_allowed(ip))
+    if rules.allowed and not rules.allowed.matches(request.path):
+        return refusal(route_not_allowed(request.path))
+    request.gateway_public_route = rules.public.matches(request.path)
+    return None

@@ -5,22 +5,25 @@ import logging
 
 import orjson
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
-from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 
-from gateway_project.errors import GatewayError, error_body, error_json
-from proxy.routes import chat, completions, health, models, spend
+from gateway_project.errors import DatabaseUnavailableError, GatewayError, error_body, error_json
+from proxy.openapi import GatewayAPI
+from proxy.routes import chat, completions, health, metrics, model_hub, models, spend
 
 logger = logging.getLogger("gateway.proxy")
 
-api = NinjaAPI(title=settings.DOCS_TITLE, description=settings.DOCS_DESCRIPTION, version="1.0.0",
-               docs_url="/docs", urls_namespace="proxy")
+api = GatewayAPI(title=settings.DOCS_TITLE, description=settings.DOCS_DESCRIPTION, version="1.0.0",
+                 docs_url="/docs", urls_namespace="proxy")
 api.add_router("", chat.router)
 api.add_router("", completions.router)
 api.add_router("", models.router)
 api.add_router("", health.router)
 api.add_router("", spend.router)
+api.add_router("", metrics.router)
+api.add_router("", model_hub.router)
 
 
 def _json(body: bytes, status: int, headers: dict[str, str] | None = None) -> HttpResponse:
@@ -42,6 +45,14 @@ def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse
 def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return _json(orjson.dumps(error_body(str(exc), status=exc.status_code, type="invalid_request_error")),
                  exc.status_code)
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # Not a bug: the database is down or failing over (known keys are still served from the cache).
+    logger.warning("database unreachable on %s %s: %s", request.method, request.path, exc)
+    return gateway_error(request, DatabaseUnavailableError())
 
 
 @api.exception_handler(Exception)

@@ -20,8 +20,10 @@ from guardrails.runner import guardrails_for
 from keys.hashing import digest
 from proxy.http import ClientPool
 from proxy.router import Router
-from spend import alerts
+from spend import alerts, metrics
 from spend.counters import CounterStore, LocalCounters, RedisCounters
+from spend.team_logging.dispatcher import dispatcher as callback_dispatcher
+from spend.stream import journal_for
 from spend.writer import writer
 
 if TYPE_CHECKING:
@@ -91,7 +93,7 @@ async def startup() -> None:
     global _listener
     runtime = get_runtime()
     guardrails_for(runtime.config)  # built now, not on each worker's first request
-    writer.start()
+    writer.start(journal=journal_for(settings))  # with Redis, spend records pass through a stream
     background.start()  # the periodic jobs, when no Celery broker runs them
     if settings.REDIS_URL:
         # Writes on any instance reach this process's key/team caches at once.
@@ -105,6 +107,8 @@ async def shutdown() -> None:
         _listener = None
     await asyncio.to_thread(background.stop)  # waits for a job in progress
     await writer.stop()
+    await callback_dispatcher.stop()  # the last logging-callback batches (a few seconds at most)
     await asyncio.to_thread(alerts.stop)  # delivers the alerts the last spend rows raised
     if _runtime is not None:
         await _runtime.clients.aclose()
+    metrics.mark_process_dead()   # this worker's live gauge files (multiprocess mode only)

@@ -49,6 +49,9 @@ class Admission:
     lease_id: str = ""
     max_tokens: int | None = None       # set when the budget lowered (or imposed) max_tokens
     active: bool = False
+    budgeted: list[Level] = field(default_factory=list)   # the levels with a max_budget (for metrics)
+    budget_left: list[int] | None = None  # nano-USD each had left before this call (None: not read)
+    key_model_left: tuple[int | None, int | None] | None = None   # the key's model rpm/tpm buckets after taking
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,21 +132,28 @@ async def _take_buckets(store: CounterStore, levels: list[Level], call: CallShap
     buckets, costs, owners = _buckets(levels, call.model_group)
     if not buckets:
         return
-    refusal = await store.take(buckets, costs)
+    left: list[float] = []
+    refusal = await store.take(buckets, costs, left)
     if refusal is not None:
         lvl, kind = owners[refusal.index]
         raise _rate_error(lvl, kind, buckets[refusal.index].capacity, refusal.remaining, refusal.retry_after)
+    model_left = {kind: max(0, int(level)) for (lvl, kind), bucket, level in zip(owners, buckets, left)
+                  if lvl.kind == "key" and ":model:" in bucket.scope}
+    if model_left:
+        admission.key_model_left = (model_left.get("requests"), model_left.get("tokens"))
     admission.token_buckets = [b for b, (_, kind) in zip(buckets, owners) if kind == "tokens"]
 
 
 async def _reserve(store: CounterStore, levels: list[Level], call: CallShape, admission: Admission) -> None:
     lines, budgeted = _budget_lines(levels)
+    admission.budgeted = budgeted
     if not lines or call.price is None:
         if lines:
             logger.warning("model group %s has no known price: its budget cannot be enforced", call.model_group)
         return
     price = call.price
     left = await store.remaining(lines)
+    admission.budget_left = left
     poorest = min(range(len(lines)), key=left.__getitem__)
     prompt_cost = to_nano(call.prompt_bytes * price.input_cost_per_token)
     wanted = call.max_tokens or call.output_cap or DEFAULT_OUTPUT_TOKENS

@@ -65,8 +65,10 @@ class CounterStore(Protocol):
     async def settle(self, lines: list[BudgetLine], reserved: int, actual: int) -> None:
         """Replace a reservation by the actual cost."""
 
-    async def take(self, buckets: list[Bucket], costs: list[int]) -> BucketRefusal | None:
-        """Take ``costs`` from every bucket, or none; a cost of 0 only requires a non-empty bucket."""
+    async def take(self, buckets: list[Bucket], costs: list[int],
+                   left: list[float] | None = None) -> BucketRefusal | None:
+        """Take ``costs`` from every bucket, or none; a cost of 0 only requires a non-empty bucket.
+        When taken and ``left`` is given, it receives each bucket's level afterwards."""
 
     async def spend_tokens(self, buckets: list[Bucket], tokens: int) -> None:
         """Charge used tokens to buckets after the call (may go below zero)."""
@@ -111,7 +113,8 @@ class LocalCounters:
         tokens, updated = self._buckets.get(bucket.scope, (float(bucket.capacity), now))
         return min(float(bucket.capacity), tokens + (now - updated) * bucket.rate)
 
-    async def take(self, buckets: list[Bucket], costs: list[int]) -> BucketRefusal | None:
+    async def take(self, buckets: list[Bucket], costs: list[int],
+                   left: list[float] | None = None) -> BucketRefusal | None:
         now = time.monotonic()
         levels = [self._level(bucket, now) for bucket in buckets]
         for index, (bucket, level, cost) in enumerate(zip(buckets, levels, costs)):
@@ -120,6 +123,8 @@ class LocalCounters:
                 return BucketRefusal(index, (need - level) / bucket.rate, max(0, int(level)))
         for bucket, level, cost in zip(buckets, levels, costs):
             self._buckets[bucket.scope] = (level - cost, now)
+        if left is not None:
+            left.extend(level - cost for level, cost in zip(levels, costs))
         return None
 
     async def spend_tokens(self, buckets: list[Bucket], tokens: int) -> None:
@@ -200,12 +205,14 @@ for i = 1, #KEYS do
   if level < need then return {i, tostring((need - level) / rate), math.max(0, math.floor(level))} end
   levels[i] = level
 end
+local out = {0}
 for i = 1, #KEYS do
   local capacity, rate, cost = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
   redis.call('HSET', KEYS[i], 'tokens', tostring(levels[i] - cost), 'at', tostring(now))
   redis.call('EXPIRE', KEYS[i], math.ceil(capacity / rate) + 60)
+  out[i + 1] = tostring(levels[i] - cost)
 end
-return {0}
+return out
 """
 
 _SPEND_TOKENS = """
@@ -241,14 +248,17 @@ def _unavailable_on_redis_errors(method):
     """Redis trouble (down, timeout, failover) surfaces as CountersUnavailable, nothing else."""
     import functools
 
-    from redis.exceptions import RedisError
-
     @functools.wraps(method)
     async def wrapper(*args, **kwargs):
         try:
             return await method(*args, **kwargs)
-        except (RedisError, OSError) as exc:
-            raise CountersUnavailable(str(exc)) from exc
+        except Exception as exc:
+            # Imported here, not at start-up: without REDIS_URL the worker never loads redis (about 6 MB).
+            from redis.exceptions import RedisError
+
+            if isinstance(exc, (RedisError, OSError)):
+                raise CountersUnavailable(str(exc)) from exc
+            raise
 
     return wrapper
 
@@ -286,10 +296,13 @@ class RedisCounters:
         await self._settle(keys=self._budget_keys(lines), args=[reserved, actual] + [l.baseline for l in lines])
 
     @_unavailable_on_redis_errors
-    async def take(self, buckets: list[Bucket], costs: list[int]) -> BucketRefusal | None:
+    async def take(self, buckets: list[Bucket], costs: list[int],
+                   left: list[float] | None = None) -> BucketRefusal | None:
         args = [v for b, cost in zip(buckets, costs) for v in (b.capacity, repr(b.rate), cost)]
         result = await self._take(keys=[f"{self._prefix}bucket:{b.scope}" for b in buckets], args=args)
         if int(result[0]) == 0:
+            if left is not None:
+                left.extend(float(level) for level in result[1:])
             return None
         return BucketRefusal(int(result[0]) - 1, float(result[1]), int(result[2]))
 

@@ -17,13 +17,13 @@ class SpendLog(models.Model):
     # batch is written once. Not the provider's response id: an upstream may reuse those.
     call_id = models.CharField(max_length=64, primary_key=True)
     # The id the client saw: the provider's response id, or the call id when there was no response.
-    request_id = models.CharField(max_length=255, db_index=True)
+    request_id = models.CharField(max_length=255)
     call_type = models.CharField(max_length=32)
-    api_key = models.CharField(max_length=64, blank=True, default="", db_index=True, help_text="key digest")
+    api_key = models.CharField(max_length=64, blank=True, default="", help_text="key digest")
     key_alias = models.CharField(max_length=255, null=True, blank=True)
-    team_id = models.CharField(max_length=128, null=True, blank=True, db_index=True)
-    user = models.CharField(max_length=255, null=True, blank=True, db_index=True)
-    end_user = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    team_id = models.CharField(max_length=128, null=True, blank=True)
+    user = models.CharField(max_length=255, null=True, blank=True)
+    end_user = models.CharField(max_length=255, null=True, blank=True)
     model = models.CharField(max_length=255, blank=True, default="")
     model_group = models.CharField(max_length=255, blank=True, default="")
     model_id = models.CharField(max_length=64, blank=True, default="")
@@ -44,7 +44,14 @@ class SpendLog(models.Model):
 
     class Meta:
         ordering = ["-start_time"]
-        indexes = [models.Index(fields=["api_key", "start_time"], name="spendlog_key_time")]
+        # What the reports, /spend/logs and the admin filter by, each with the time range they carry.
+        # On PostgreSQL the table is partitioned by month (migration 0005, spend/partitions.py): the
+        # primary key there is (call_id, start_time), and each index exists in every partition.
+        indexes = [models.Index(fields=["api_key", "start_time"], name="spendlog_key_time"),
+                   models.Index(fields=["team_id", "start_time"], name="spendlog_team_time"),
+                   models.Index(fields=["user", "start_time"], name="spendlog_user_time"),
+                   models.Index(fields=["end_user", "start_time"], name="spendlog_customer_time"),
+                   models.Index(fields=["request_id"], name="spendlog_request_id")]
 
     def __str__(self) -> str:
         return self.request_id
@@ -57,12 +64,15 @@ class SpendLog(models.Model):
 class SpendLogTag(models.Model):
     """One row per (request, tag): lets ``/spend/tags`` group and sum on any database."""
 
-    spend_log = models.ForeignKey(SpendLog, on_delete=models.CASCADE, related_name="tag_rows", db_constraint=False)
+    # No index of its own: the unique constraint's index starts with it.
+    spend_log = models.ForeignKey(SpendLog, on_delete=models.CASCADE, related_name="tag_rows", db_constraint=False,
+                                  db_index=False)
     tag = models.CharField(max_length=255)
     spend = models.FloatField(null=True, blank=True)
     start_time = models.DateTimeField()
 
     class Meta:
+        # On PostgreSQL (partitioned) the database's unique key is (spend_log, tag, start_time).
         constraints = [models.UniqueConstraint(fields=["spend_log", "tag"], name="spendlogtag_unique")]
         indexes = [models.Index(fields=["tag", "start_time"], name="spendlogtag_tag_time")]
 
@@ -91,6 +101,10 @@ class SpendDaily(models.Model):
     completion_tokens = models.PositiveBigIntegerField(default=0)
     total_tokens = models.PositiveBigIntegerField(default=0)
     spend = models.FloatField(default=0.0, help_text="USD; requests of unknown price count as 0")
+    # The same sum done in Decimal from each row's recorded value: what reports read (exact to the cent).
+    spend_exact = models.DecimalField(max_digits=28, decimal_places=12, default=0,
+                                      help_text="USD, summed exactly; unknown-price requests excluded")
+    unknown_price_requests = models.PositiveIntegerField(default=0, help_text="requests with no known price")
     updated_at = models.DateTimeField()
 
     class Meta:

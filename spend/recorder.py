@@ -4,8 +4,20 @@ from __future__ import annotations
 from spend.records import SpendRecord
 from spend.writer import writer
 
-__all__ = ["SpendRecord", "record"]
+__all__ = ["SpendRecord", "backlog", "readiness", "record"]
 
 
 def record(entry: SpendRecord) -> None:
     writer.add(entry)
+
+
+async def readiness() -> tuple[bool, str]:
+    """Whether finished requests reach the ledger as promised: with Redis configured, false while the
+    spend-event stream cannot be reached (a crash would then lose the buffered records). Returns
+    (ready, "connected" | "unreachable" | "disabled")."""
+    return await writer.journal.readiness()
+
+
+async def backlog() -> int | None:
+    """Spend events waiting in the Redis stream to be written (None without Redis, or when it cannot say)."""
+    return await writer.journal.backlog()

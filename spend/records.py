@@ -1,9 +1,13 @@
 """SpendRecord: one finished request, as the proxy hands it to the ledger."""
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 
 @dataclass(slots=True)
@@ -32,3 +36,25 @@ class SpendRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     requester_ip_address: str | None = None
 
+
+
+_FIELDS = frozenset(SpendRecord.__slots__)
+_DATETIME_FIELDS = ("start_time", "end_time", "completion_start_time")
+
+
+def encode(record: SpendRecord) -> bytes:
+    """One record as JSON (the spend-event stream's payload)."""
+    try:
+        return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:   # e.g. an integer beyond 64 bits in client-supplied metadata
+        return json.dumps(dataclasses.asdict(record), default=str).encode()
+
+
+def decode(payload: bytes | str) -> SpendRecord:
+    """The record ``encode`` wrote. Fields this version does not know (a newer instance wrote the event,
+    mid rolling upgrade) are left out rather than failing the event."""
+    values = orjson.loads(payload)
+    for name in _DATETIME_FIELDS:
+        if values.get(name):
+            values[name] = datetime.fromisoformat(values[name])
+    return SpendRecord(**{name: value for name, value in values.items() if name in _FIELDS})

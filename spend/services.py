@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
 
 import orjson
 from django.conf import settings
@@ -14,6 +15,7 @@ from django.utils import timezone as django_timezone
 
 from gateway_project.durations import add_duration
 from keys.models import VirtualKey
+from spend import partitions
 from spend.models import SpendDaily, SpendLog, SpendLogTag, SpendStatus
 from teams.models import Customer, Team, User
 
@@ -31,19 +33,30 @@ def retention_cutoff(period: str, *, now: datetime) -> datetime:
 def spend_logs_prune(*, older_than: datetime, batch_size: int | None = None) -> int:
     """Delete the spend logs (and their tag rows) that started before ``older_than``; return how many.
 
-    Oldest first, ``batch_size`` rows per transaction: each batch holds row locks on its own rows for
-    a moment, never a table lock or one unbounded DELETE, so the batch writer goes on writing.
+    On PostgreSQL (partitioned by month, ``spend.partitions``) every month that ended before
+    ``older_than`` goes first, whole: its days are rolled up if they are not yet, then its partitions
+    are detached and dropped. What is left (the month ``older_than`` falls in, the DEFAULT partition,
+    and on other databases everything) is deleted oldest first, ``batch_size`` rows per transaction:
+    each batch holds row locks on its own rows for a moment, never a table lock or one unbounded
+    DELETE, so the batch writer goes on writing.
     """
     batch_size = batch_size or settings.GATEWAY_RETENTION_BATCH_SIZE
     deleted = 0
+    for month in partitions.droppable_months(older_than):
+        roll_up_before_drop(month)
+        rows = partitions.drop_partitions(month)
+        deleted += rows
+        logger.info("retention: dropped the spend log partitions of %s (%d rows)", month.isoformat()[:7], rows)
     while True:
         with transaction.atomic():
             ids = list(SpendLog.objects.filter(start_time__lt=older_than).order_by("start_time")
                        .values_list("call_id", flat=True)[:batch_size])
             if not ids:
                 break
-            # The tag rows go in one statement first (the cascade); only("call_id"): nothing else is loaded.
-            deleted += SpendLog.objects.filter(call_id__in=ids).only("call_id").delete()[1].get(SpendLog._meta.label, 0)
+            # The tag rows go in one statement first (the cascade); only("call_id"): nothing else is
+            # loaded. The time bound changes nothing but lets PostgreSQL skip the newer partitions.
+            deleted += (SpendLog.objects.filter(call_id__in=ids, start_time__lt=older_than).only("call_id")
+                        .delete()[1].get(SpendLog._meta.label, 0))
         if len(ids) < batch_size:
             break
     if deleted:
@@ -51,10 +64,33 @@ def spend_logs_prune(*, older_than: datetime, batch_size: int | None = None) -> 
     return deleted
 
 
+def roll_up_before_drop(month: date) -> int:
+    """Roll up each day of ``month`` not rolled up since it ended (``spend_report.closed_days``), so the
+    roll-ups (what reports read) hold every day whose logs are about to be dropped; return the rows written."""
+    from spend.spend_report import closed_days  # it imports this module
+
+    first = month
+    last = partitions.add_months(month, 1) - timedelta(days=1)
+    closed = closed_days(first, last)
+    written, day = 0, first
+    while day <= last:
+        if day not in closed:
+            written += spend_aggregate_daily(day=day)
+        day += timedelta(days=1)
+    return written
+
+
 # --- Daily roll-ups ------------------------------------------------------------------------------
 
 DIMENSIONS = ("api_key", "team_id", "user", "end_user", "model_group", "model")
-METRICS = ("requests", "failed_requests", "prompt_tokens", "completion_tokens", "total_tokens", "spend")
+METRICS = ("requests", "failed_requests", "prompt_tokens", "completion_tokens", "total_tokens", "spend",
+           "spend_exact", "unknown_price_requests")
+SPEND_PLACES = Decimal("1e-12")
+
+
+def exact_spend(value: float | None) -> Decimal:
+    """A recorded spend as the Decimal it was written as (its shortest repr), not the binary float."""
+    return Decimal(repr(value)) if value is not None else Decimal(0)
 
 
 def _day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -71,8 +107,20 @@ def _grouped(rows, prefix: str = "", *, extra: dict | None = None) -> list[dict]
         **{f"m_{name}": Coalesce(Sum(f"{prefix}{name}"), Value(0))
            for name in ("prompt_tokens", "completion_tokens", "total_tokens")},
         "m_spend": Coalesce(Sum(f"{prefix}spend"), Value(0.0)),
+        "m_unknown_price_requests": Count("pk", filter=Q(**{f"{prefix}spend__isnull": True})),
     }
-    return list(rows.values(**dims, **(extra or {})).annotate(**sums).order_by())
+    groups = list(rows.values(**dims, **(extra or {})).annotate(**sums).order_by())
+    # The database sums floats; the exact column is summed here, in Decimal, one priced row at a time.
+    exact: dict[tuple, Decimal] = {}
+    names = [f"{prefix}{name}" for name in DIMENSIONS] + [expr.name for expr in (extra or {}).values()]
+    priced = rows.filter(**{f"{prefix}spend__isnull": False}).order_by()
+    for *dims_, spend in priced.values_list(*names, f"{prefix}spend").iterator(chunk_size=5000):
+        grain = tuple(d or "" for d in dims_)
+        exact[grain] = exact.get(grain, Decimal(0)) + exact_spend(spend)
+    for group in groups:
+        grain = (*(group[f"d_{name}"] for name in DIMENSIONS), *(group[k] for k in (extra or {})))
+        group["m_spend_exact"] = exact.get(grain, Decimal(0)).quantize(SPEND_PLACES)
+    return groups
 
 
 def _daily_row(day: date, group: dict, tag: str, now: datetime) -> SpendDaily:
@@ -82,19 +130,29 @@ def _daily_row(day: date, group: dict, tag: str, now: datetime) -> SpendDaily:
                       **{name: group[f"m_{name}"] for name in METRICS})
 
 
+def daily_rows(*, day: date, now: datetime | None = None) -> list[SpendDaily]:
+    """The roll-up rows of ``day`` (UTC) computed from the logs, unsaved: what the job writes and what
+    reports read for a day not rolled up since it ended."""
+    start, end = _day_bounds(day)
+    now = now or django_timezone.now()
+    logs = SpendLog.objects.filter(start_time__gte=start, start_time__lt=end)
+    rows = [_daily_row(day, group, "", now) for group in _grouped(logs)]
+    # The request's own start_time (always the tag row's) bounds the join too: on PostgreSQL that
+    # keeps the join to the day's partition instead of probing every month's.
+    tags = (SpendLogTag.objects.filter(start_time__gte=start, start_time__lt=end).exclude(tag="")
+            .filter(spend_log__start_time__gte=start, spend_log__start_time__lt=end))
+    rows += [_daily_row(day, group, group["d_tag"], now)
+             for group in _grouped(tags, "spend_log__", extra={"d_tag": F("tag")})]
+    return rows
+
+
 def spend_aggregate_daily(*, day: date) -> int:
     """Roll the spend logs of ``day`` (UTC) up into ``SpendDaily`` rows; return how many were written.
 
     An upsert: run it again (later the same day, or after late rows arrived) and the day's rows are
     recomputed from the logs, never added twice. Groups whose logs were since deleted keep their row.
     """
-    start, end = _day_bounds(day)
-    now = django_timezone.now()
-    logs = SpendLog.objects.filter(start_time__gte=start, start_time__lt=end)
-    rows = [_daily_row(day, group, "", now) for group in _grouped(logs)]
-    tags = SpendLogTag.objects.filter(start_time__gte=start, start_time__lt=end).exclude(tag="")
-    rows += [_daily_row(day, group, group["d_tag"], now)
-             for group in _grouped(tags, "spend_log__", extra={"d_tag": F("tag")})]
+    rows = daily_rows(day=day)
     SpendDaily.objects.bulk_create(rows, update_conflicts=True, unique_fields=["day", "grain"],
                                    update_fields=[*METRICS, "updated_at"])
     return len(rows)

@@ -13,7 +13,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from gateway_project.config import get_config
-from spend import alerts, services
+from spend import alerts, partitions, services
 
 # Each of these is safe to run twice (and concurrently): a retry after a lost connection is harmless.
 TRANSIENT_DB = dict(autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, retry_backoff_max=300,
@@ -27,6 +27,12 @@ def spend_logs_prune() -> int:
     if not period:
         return 0
     return services.spend_logs_prune(older_than=services.retention_cutoff(period, now=timezone.now()))
+
+
+@shared_task(**TRANSIENT_DB)
+def spend_partitions_ensure() -> int:
+    """PostgreSQL: create this month's and the next months' spend-log partitions; elsewhere nothing."""
+    return len(partitions.ensure_partitions(now=timezone.now()))
 
 
 @shared_task(**TRANSIENT_DB)

@@ -5,6 +5,11 @@ the buffer every ``GATEWAY_SPEND_FLUSH_INTERVAL`` seconds, or sooner once it hol
 ``GATEWAY_SPEND_BATCH_SIZE`` rows, in one transaction on a dedicated thread (so the event loop never
 waits on the database). A failed flush keeps its rows and retries; a row already written (same
 request id) is never written twice.
+
+With Redis (``spend.stream``) the buffer is not kept until the next database flush: every few
+milliseconds (``GATEWAY_SPEND_STREAM_INTERVAL``) it is appended to the spend-event stream, whose
+consumers write it to the database. While Redis cannot take it, the buffer is written to the
+database directly, as without Redis.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from keys.models import VirtualKey
 from spend.models import SpendLog, SpendLogTag
 from spend import alerts, spool
 from spend.records import SpendRecord
+from spend.stream import NullJournal, RedisJournal
 from teams.models import Customer, Team, User
 
 logger = logging.getLogger("gateway.spend")
@@ -143,6 +149,7 @@ class SpendWriter:
         self._stopping = False
         self._spool_pending = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spend-writer")
+        self.journal: NullJournal | RedisJournal = NullJournal()
 
     def add(self, entry: SpendRecord) -> None:
         self._buffer.append(entry)
@@ -151,7 +158,9 @@ class SpendWriter:
             del self._buffer[:dropped]
             logger.error("spend buffer full: dropped the %d oldest unwritten spend rows", dropped)
         self._ensure_running()
-        if self._wake is not None and len(self._buffer) >= settings.GATEWAY_SPEND_BATCH_SIZE:
+        # To the stream at once (the loop batches what arrives while it waits); to the database in batches.
+        if self._wake is not None and (self.journal.forwarding
+                                       or len(self._buffer) >= settings.GATEWAY_SPEND_BATCH_SIZE):
             self._wake.set()
 
     @property
@@ -169,18 +178,48 @@ class SpendWriter:
             self._task = loop.create_task(self._run(), name="spend-writer")
 
     async def _run(self) -> None:
+        loop, spool_due = asyncio.get_running_loop(), 0.0
         while not self._stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=settings.GATEWAY_SPEND_FLUSH_INTERVAL)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-            await self.flush()
+            await self._forward()
+            if not self.journal.forwarding:   # no Redis, or Redis down: to the database directly
+                await self.flush()
+                continue
+            if self._spool_pending and loop.time() >= spool_due:   # at the database's pace, not the stream's
+                spool_due = loop.time() + settings.GATEWAY_SPEND_FLUSH_INTERVAL
+                await self._replay_spool()
+            await asyncio.sleep(self.journal.interval)   # bounds XADD round trips; records gather meanwhile
 
-    def start(self) -> None:
-        """At server start: replay what an earlier process spooled to disk."""
+    async def _forward(self, *, retry_now: bool = False) -> None:
+        """Hand the buffer to the stream; whatever it does not take stays for the database flush."""
+        if not self._buffer:
+            return
+        batch, self._buffer = self._buffer, []
+        taken = False
+        try:
+            taken = await self.journal.append(batch, retry_now=retry_now)
+        except Exception:
+            logger.exception("handing %d spend rows to the stream failed; they are written directly", len(batch))
+        finally:   # a cancelled or failed hand-over keeps the batch
+            if not taken:
+                self._buffer[:0] = batch
+
+    def start(self, journal: NullJournal | RedisJournal | None = None) -> None:
+        """At server start: replay what an earlier process spooled to disk, and (with Redis) pass spend
+        records through the stream and consume it."""
         self._spool_pending = True
+        if journal is not None:
+            self.journal = journal
+            journal.start(self.write)
         self._ensure_running()
+
+    async def write(self, records: list[SpendRecord]) -> int:
+        """Write ``records`` now, on the writer thread (the stream consumer's way to the database)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, _write_on_writer_thread, records)
 
     async def flush(self) -> None:
         """Write everything buffered now; on failure keep it for the next attempt."""
@@ -207,13 +246,18 @@ class SpendWriter:
                 self._wake.set()
                 await self._task
             self._task = None
+            # The database first, so that a stopped gateway leaves it up to date; if it is down, the
+            # stream (whatever the last attempt said); if that is down too, the disk spool.
             await self.flush()
+            await self._forward(retry_now=True)
+            await self.journal.stop()
             if self._buffer:  # the database is down: keep the rows on disk for the next start
                 path = await asyncio.get_running_loop().run_in_executor(self._executor, spool.spill, self._buffer)
                 logger.warning("database unavailable at shutdown: %d spend rows spooled to %s", len(self._buffer), path)
                 self._buffer = []
         finally:
             self._stopping = False
+            self.journal = NullJournal()
 
     async def _replay_spool(self) -> None:
         loop = asyncio.get_running_loop()

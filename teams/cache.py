@@ -5,12 +5,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
-from gateway_project.snapshots import SnapshotCache, invalidate_everywhere, register
+from gateway_project.snapshots import SnapshotCache, invalidate_everywhere, register, snapshot_loader
+from teams.callbacks import NO_TEAM_LOGGING, TeamLogging, team_logging_of
 from teams.models import Customer, Team, User
 
 
@@ -65,13 +65,15 @@ class TeamRecord:
     rpm_limit: int | None
     max_parallel_requests: int | None
     limits: Limits = NO_LIMITS
+    logging: TeamLogging = NO_TEAM_LOGGING   # parsed once per snapshot, read by spend.team_logging
 
     @classmethod
     def from_model(cls, team: Team) -> TeamRecord:
         return cls(team_id=team.team_id, team_alias=team.team_alias, models=tuple(team.models or ()),
                    metadata=dict(team.metadata or {}), blocked=team.blocked, max_budget=team.max_budget,
                    spend=team.spend, tpm_limit=team.tpm_limit, rpm_limit=team.rpm_limit,
-                   max_parallel_requests=team.max_parallel_requests, limits=Limits.of(team))
+                   max_parallel_requests=team.max_parallel_requests, limits=Limits.of(team),
+                   logging=team_logging_of(team.metadata))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,19 +91,19 @@ class CustomerRecord:
                    max_budget=customer.max_budget, spend=customer.spend, limits=Limits.of(customer))
 
 
-@sync_to_async
+@snapshot_loader
 def _load_team(team_id: str) -> TeamRecord | None:
     team = Team.objects.filter(team_id=team_id).first()
     return TeamRecord.from_model(team) if team else None
 
 
-@sync_to_async
+@snapshot_loader
 def _load_user(user_id: str) -> UserRecord | None:
     user = User.objects.filter(username=user_id).first()
     return UserRecord.from_model(user) if user else None
 
 
-@sync_to_async
+@snapshot_loader
 def _load_customer(user_id: str) -> CustomerRecord | None:
     customer = Customer.objects.filter(user_id=user_id).first()
     return CustomerRecord.from_model(customer) if customer else None

@@ -8,6 +8,7 @@ from django.db.models import Prefetch, QuerySet
 from gateway_project.errors import NotFoundError
 from keys.models import VirtualKey
 from keys.selectors import key_info_dict
+from teams.callbacks import masked_metadata
 from teams.models import Customer, Team, TeamMembership, TeamRole, User, UserRole
 
 
@@ -51,7 +52,7 @@ def team_dict(team: Team) -> dict[str, Any]:
         "members": [m.user.username for m in memberships if m.role == TeamRole.USER],
         "members_with_roles": [{"role": m.role, "user_id": m.user.username, "user_email": _email(m.user)}
                                for m in memberships],
-        "metadata": team.metadata,
+        "metadata": masked_metadata(team.metadata),   # callback secrets never leave in full
         "models": team.models,
         "max_budget": team.max_budget,
         "spend": team.spend,

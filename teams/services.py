@@ -17,6 +17,7 @@ from gateway_project.durations import add_duration
 from gateway_project.errors import BadRequestError, NotFoundError
 from keys.models import VirtualKey
 from keys.services import key_generate
+from teams.callbacks import CallbackConfigError, CallbackTarget, with_callback, without_logging
 from teams.models import Customer, Team, TeamMembership, TeamRole, User, UserRole
 from teams.selectors import team_get
 
@@ -223,6 +224,29 @@ def team_block(*, team_id: str) -> Team:
 @transaction.atomic
 def team_unblock(*, team_id: str) -> Team:
     return _set_team_blocked(team_id, False)
+
+
+def _set_team_metadata(team_id: str, change) -> Team:
+    team = _locked_team(team_id)
+    team.metadata = change(team.metadata)
+    team.save(update_fields=["metadata", "updated_at"])
+    return team
+
+
+@transaction.atomic
+def team_callback_add(*, team_id: str, target: CallbackTarget) -> Team:
+    """Send the team's requests to ``target`` too (and switch its logging back on if it was off).
+    Raises BadRequestError when the callback is already set for the same outcome."""
+    try:
+        return _set_team_metadata(team_id, lambda metadata: with_callback(metadata, target, team_id=team_id))
+    except CallbackConfigError as exc:
+        raise BadRequestError(str(exc), param=exc.param) from None
+
+
+@transaction.atomic
+def team_logging_disable(*, team_id: str) -> Team:
+    """Switch off every callback for the team, global ones included, from the commit on."""
+    return _set_team_metadata(team_id, without_logging)
 
 
 def _locked_user(user_id: str) -> User:

@@ -29,6 +29,9 @@ ADMINS_AND_VIEWERS = (200, 200, 200, 401, 401, 401)
 OWN_KEY_WRITE = (200, 200, 401, 200, 401, 200)
 OTHERS_KEY_WRITE = (200, 200, 401, 403, 401, 403)
 
+LANGFUSE_CALLBACK = {"callback_name": "langfuse", "callback_vars": {"langfuse_public_key": "pk-lf-1",
+                                                                    "langfuse_secret_key": "sk-lf-1"}}
+
 # Placeholders: {me} the caller's user_id, {spare} the digest of its spare key, {bob_key} bob's key digest.
 MATRIX = [
     # method, path, body (POST) or query (GET)                                master admin viewer user uviewer team_admin
@@ -65,6 +68,10 @@ MATRIX = [
     ("POST", "/team/member_add", {"team_id": "t2", "member": {"role": "admin", "user_id": "{me}"}},
                                                                                  ADMIN_ONLY),
     ("POST", "/team/member_delete", {"team_id": "t1", "user_id": "iu"},          (200, 200, 401, 401, 401, 200)),
+    ("POST", "/team/t1/callback", LANGFUSE_CALLBACK,                              (200, 200, 401, 401, 401, 200)),
+    ("POST", "/team/t2/callback", LANGFUSE_CALLBACK,                              ADMIN_ONLY),
+    ("GET", "/team/t1/callback", {},                                             (200, 200, 200, 401, 401, 200)),
+    ("POST", "/team/t1/disable_logging", {},                                     (200, 200, 401, 401, 401, 200)),
     ("POST", "/team/block", {"team_id": "t1"},                                   ADMIN_ONLY),
     ("POST", "/team/unblock", {"team_id": "t1"},                                 ADMIN_ONLY),
     ("POST", "/user/new", {"user_id": "newbie"},                                 ADMIN_ONLY),
@@ -84,6 +91,13 @@ MATRIX = [
     # /spend/logs: everyone, narrowed to their own rows unless they see everything; /spend/tags: readers.
     ("GET", "/spend/logs", {},                                                   EVERYONE),
     ("GET", "/spend/tags", {},                                                   ADMINS_AND_VIEWERS),
+    # Spend reports: everyone, narrowed to their own keys (or the team they administer); activity: readers.
+    ("GET", "/global/spend/report", {"start_date": "2026-01-01", "end_date": "2026-01-02"}, EVERYONE),
+    ("GET", "/global/spend/tags", {"start_date": "2026-01-01", "end_date": "2026-01-02"},   EVERYONE),
+    ("GET", "/key/spend/report", {"start_date": "2026-01-01", "end_date": "2026-01-02"},    EVERYONE),
+    ("GET", "/team/spend/report", {"start_date": "2026-01-01", "end_date": "2026-01-02", "team_id": "t1"}, EVERYONE),
+    ("GET", "/team/daily/activity", {"start_date": "2026-01-01", "end_date": "2026-01-02"}, ADMINS_AND_VIEWERS),
+    ("GET", "/tag/daily/activity", {"start_date": "2026-01-01", "end_date": "2026-01-02"},  ADMINS_AND_VIEWERS),
 ]
 
 CASES = [

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import os
 import signal
 import struct
@@ -142,6 +143,17 @@ def test_injected_500_twice_then_success(upstream, sdk, http):
                                     "type": "server_error", "param": None, "code": None}}
     assert completion.choices[0].message.content == DEFAULT_REPLY
     assert len(upstream.requests()) == 3  # failed requests are recorded too
+
+
+def test_held_requests_are_answered_only_once_released(upstream, sdk):
+    upstream.behave(hold=True)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        calls = [pool.submit(sdk.chat.completions.create, model="m", messages=[{"role": "user", "content": "x"}])
+                 for _ in range(2)]
+        upstream.wait_for_requests(2)
+        assert not any(call.done() for call in calls)  # both arrived, neither is answered
+        upstream.behave(hold=False)
+        assert all(call.result().choices[0].message.content == DEFAULT_REPLY for call in calls)
 
 
 def test_cut_stream_raises_in_the_sdk(upstream, sdk):

@@ -6,7 +6,7 @@ header on purpose: any caller could send it and write someone else's name into t
 from __future__ import annotations
 
 import ipaddress
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,16 @@ def current_actor() -> Actor:
         if actor.changed_by is not None:
             request._audit_actor = actor
     return actor
+
+
+def serve_as(request: HttpRequest | None) -> Token:
+    """Make ``request`` the one ``current_actor`` reads; what the middleware below does, for code that
+    serves a request outside Django's middleware stack (``proxy/hotpath.py``). Undo with ``served``."""
+    return _request.set(request)
+
+
+def served(token: Token) -> None:
+    _request.reset(token)
 
 
 class AuditActorMiddleware:

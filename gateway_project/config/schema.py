@@ -148,8 +148,8 @@ class AlertingArgs(_Frozen):
 # against the URLconf, so a new gateway route cannot be shadowed silently.
 GATEWAY_ROUTES = tuple(tuple(route.split("/")) for route in (
     "admin", "static", "key", "team", "user", "customer", "end_user", "spend", "global", "audit", "config",
-    "chat", "completions", "embeddings", "models", "model", "model_group", "openai", "engines", "health",
-    "docs", "openapi.json", "metrics", "public", "sso", "routes", "v1/chat", "v1/completions",
+    "chat", "completions", "embeddings", "models", "model", "model_group", "model_hub", "openai", "engines",
+    "health", "docs", "openapi.json", "metrics", "public", "sso", "routes", "tag", "v1/chat", "v1/completions",
     "v1/embeddings", "v1/models", "v1/model", "v1/model_group"))
 _PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~!$&'()+,;=:@-]+")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -271,6 +271,8 @@ class GeneralSettings(_Frozen):
     max_response_size_mb: float | None = Field(default=None, gt=0)
     # When the shared counters (Redis) are unreachable: refuse requests (false) or admit them unchecked.
     counters_fail_open: bool = False
+    # /public/model_hub and /model_hub readable without a key (docs/model-hub.md).
+    enable_public_model_hub: bool = False
     enable_jwt_auth: bool = False
     litellm_jwtauth: JwtAuthSettings = JwtAuthSettings()
     # Background jobs and alerts (docs/background-jobs.md, docs/alerts.md). No period: kept forever.
@@ -350,9 +352,16 @@ class _Guardrails(_Frozen):
 
 class LitellmSettings(_Reliability, _Guardrails):
     callbacks: tuple[str, ...] = ()
+    # Logging callbacks for every request ("langfuse": LANGFUSE_* env vars), docs/team-logging.md.
+    success_callback: tuple[str, ...] = ()
+    failure_callback: tuple[str, ...] = ()
     drop_params: bool = False
     request_timeout: float | None = Field(default=None, gt=0)
     store_audit_logs: bool = False   # record changes to keys, teams, users, customers (docs/audit-logs.md)
+    # /metrics (callbacks: ["prometheus"], docs/metrics.md) asks for a key unless this is false.
+    require_auth_for_metrics_endpoint: bool = True
+    # The model groups the public model hub lists (empty: every model); docs/model-hub.md.
+    public_model_groups: tuple[str, ...] = ()
 
 
 class RouterSettings(_Reliability):

@@ -5,12 +5,15 @@ request leaves one spend record (streams record when the relay ends).
 """
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpResponse
 
-from gateway_project.errors import GatewayError
+from gateway_project import draining
+from gateway_project.errors import GatewayError, UpstreamError
 from proxy.pipeline import admission, auth, guardrails, params, upstream
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.record import record_call
@@ -23,8 +26,10 @@ OPERATIONS = {"chat": "chat", "completion": "completion", "embedding": "embeddin
 async def run(ctx: RequestContext, raw_body: bytes, validate: Callable[[dict[str, Any]], dict[str, Any]],
               *, model: str | None = None) -> HttpResponse:
     """``model`` comes from the path on Azure-style routes; otherwise from the body."""
+    task = draining.track()  # cancelled at shutdown if still running past the graceful timeout
     try:
         await auth.authenticate(ctx)
+        ctx.authenticated_at = time.perf_counter()
         body = parse_json_object(raw_body)
         if model is not None:
             body["model"] = model
@@ -45,7 +50,13 @@ async def run(ctx: RequestContext, raw_body: bytes, validate: Callable[[dict[str
     except Exception:
         ctx.error = GatewayError("Internal server error")
         raise
+    except asyncio.CancelledError:
+        # The client went away, or the server is shutting down: no answer was given.
+        ctx.error = UpstreamError("the request was cancelled before it was answered", status=499,
+                                  type="request_cancelled")
+        raise
     finally:
+        draining.untrack(task)
         if ctx.error is not None or not ctx.stream:
             record_call(ctx)
             await admission.settle_call(ctx)

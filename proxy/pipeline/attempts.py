@@ -16,8 +16,10 @@ from typing import TypeVar
 
 from gateway_project.errors import UpstreamError
 from proxy.pipeline.context import RequestContext
+from proxy.pipeline.record import key_label, metrics_on
 from proxy.router import NoHealthyDeployment, Route, Router
 from proxy.runtime import get_runtime
+from spend import metrics
 
 T = TypeVar("T")
 
@@ -40,16 +42,23 @@ async def call_upstream(ctx: RequestContext, call: Callable[[Route], Awaitable[T
     """
     router = get_runtime().router
     group, visited = ctx.model_group, [ctx.model_group]
+    cause: UpstreamError | None = None   # what made the call fall back
     while True:
         try:
-            return await _with_retries(ctx, router, group, call, hold)
+            result = await _with_retries(ctx, router, group, call, hold)
         except UpstreamError as exc:
+            if cause is not None:
+                _observe_fallback(ctx, group, cause, succeeded=False)
             fallback = _next_fallback(router, ctx.model_group, exc, visited)
             if fallback is None:
                 raise
             visited.append(fallback)
             ctx.attempted_fallbacks += 1
-            group = fallback
+            group, cause = fallback, exc
+            continue
+        if cause is not None:
+            _observe_fallback(ctx, group, cause, succeeded=True)
+        return result
 
 
 async def _with_retries(ctx: RequestContext, router: Router, group: str, call, hold: bool):
@@ -68,19 +77,41 @@ async def _with_retries(ctx: RequestContext, router: Router, group: str, call, h
             result = await call(route)
         except UpstreamError as exc:
             router.finished(route)
-            if exc.status in DEPLOYMENT_FAULTS:
-                router.failed(route)
+            fault = exc.status in DEPLOYMENT_FAULTS
+            cooled = router.failed(route) if fault else False
+            if metrics_on():
+                metrics.observe_attempt_failed(_deployment(ctx, route), exc.status, fault=fault, cooled_down=cooled)
             if exc.status not in RETRYABLE or attempt == retries:
                 raise
             tried.add(route.id)
             continue
         router.succeeded(route, time.perf_counter() - started)
+        if metrics_on():
+            metrics.observe_attempt_succeeded(_deployment(ctx, route))
         if hold:
             ctx.release = lambda: router.finished(route)
         else:
             router.finished(route)
         return result
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _deployment(ctx: RequestContext, route: Route) -> tuple[str, ...]:
+    return metrics.deployment_labels(route.provider.api_base, route.provider_name, route.upstream_model, route.id,
+                                     ctx.model_group)
+
+
+def _observe_fallback(ctx: RequestContext, group: str, cause: UpstreamError, *, succeeded: bool) -> None:
+    if not metrics_on():
+        return
+    principal = ctx.principal
+    team = principal.team if principal is not None else None
+    metrics.observe_fallback(
+        succeeded=succeeded, requested_model=ctx.model_group, fallback_model=group,
+        hashed_api_key=key_label(principal) if principal is not None else None,
+        api_key_alias=principal.key_alias if principal is not None else None,
+        team=team.team_id if team else None, team_alias=team.team_alias if team else None,
+        exception_class=type(cause).__name__, exception_status=cause.status)
 
 
 def _pick(router: Router, group: str, tried: set[str]) -> Route:

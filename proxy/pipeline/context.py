@@ -54,6 +54,8 @@ class RequestContext:
     completion_start_time: datetime | None = None
     upstream_started: float | None = None
     upstream_seconds: float = 0.0
+    first_token_seconds: float | None = None   # streams: the answering attempt's start to its first chunk
+    authenticated_at: float | None = None      # perf_counter once the caller was authenticated
     tags: list[str] = field(default_factory=list)
     spend_logs_metadata: dict[str, Any] = field(default_factory=dict)
     end_user: str | None = None
@@ -64,6 +66,8 @@ class RequestContext:
     release: Callable[[], None] | None = None   # frees the deployment a stream holds
     admission: Any = None                        # spend.budgets.Admission, settled when the call ends
     applied_guardrails: list[str] | None = None  # names, for the spend log
+    response: dict[str, Any] | None = None       # the buffered answer, for logging callbacks
+    stream_text: list[str] | None = None         # streamed content, kept only when a callback logs it
 
     @property
     def requester_ip(self) -> str | None:

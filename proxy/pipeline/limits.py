@@ -7,13 +7,15 @@ on the bytes of a stream as they are relayed.
 """
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 
 from django.conf import settings
 
 from gateway_project.config import get_config
 from gateway_project.errors import BadRequestError, GatewayError
-from spend import alerts
+from spend import alerts, metrics
 
 MB = 1024 * 1024
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
@@ -128,19 +130,48 @@ class ConcurrencyLimit:
     def __init__(self, app) -> None:
         self.app = app
         self.in_flight = 0
+        self.idle: asyncio.Event | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         limit = settings.GATEWAY_MAX_CONCURRENT_REQUESTS
-        if scope["type"] != "http" or not limit or scope.get("path") in self.EXEMPT:
+        if scope["type"] != "http" or scope.get("path") in self.EXEMPT:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= limit:
+        if limit and self.in_flight >= limit:
             await _refuse(send, GatewayError(
                 f"The gateway is at capacity ({limit} requests in flight in this worker); retry shortly.",
                 status=503, type="service_unavailable", headers={"retry-after": "1"}))
             return
-        self.in_flight += 1
+        self.in_flight += 1  # counted even without a limit: shutdown waits for it to reach 0
+        metrics.IN_FLIGHT.inc()
+        started = False
+
+        async def tracked_send(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, tracked_send)
+        except asyncio.CancelledError:
+            if not started:  # cut at shutdown (past GATEWAY_GRACEFUL_TIMEOUT) before any answer: say so
+                await _refuse(send, GatewayError("The gateway is shutting down; retry the request.", status=503,
+                                                 type="service_unavailable", headers={"retry-after": "1"}))
+            raise
         finally:
             self.in_flight -= 1
+            metrics.IN_FLIGHT.dec()
+            if not self.in_flight and self.idle is not None:
+                self.idle.set()
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until no request is in flight; at shutdown, this lets requests the
+        server cancelled record their spend before the buffer is flushed."""
+        if not self.in_flight:
+            return True
+        self.idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(self.idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False

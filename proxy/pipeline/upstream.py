@@ -11,13 +11,14 @@ from typing import Any
 import orjson
 from django.http import HttpResponse, StreamingHttpResponse
 
+from gateway_project import draining
 from gateway_project.errors import GatewayError, UpstreamError
 from proxy.pipeline import guardrails
 from proxy.pipeline.attempts import call_upstream
 from proxy.pipeline.admission import settle_call
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.limits import MB, check_response_size, response_limit_bytes, response_too_large
-from proxy.pipeline.record import price_call, record_call
+from proxy.pipeline.record import content_logged, price_call, record_call
 from proxy.router import Route
 from proxy.tokens import estimate_prompt_tokens, estimate_tokens_of_chars
 
@@ -52,6 +53,7 @@ async def respond(ctx: RequestContext, operation: str) -> HttpResponse:
     _take_usage(ctx, body.get("usage"))
     await guardrails.after_call(ctx, body)
     body["model"] = ctx.model_group
+    ctx.response = body
     price_call(ctx)
     headers = _headers(ctx)
     headers["x-litellm-response-cost"] = repr(ctx.spend) if ctx.spend_known else "None"
@@ -64,9 +66,12 @@ async def respond(ctx: RequestContext, operation: str) -> HttpResponse:
 
 async def _open_stream(ctx: RequestContext, route: Route) -> tuple[AsyncIterator[dict], dict | None]:
     """Start the stream and wait for its first chunk: until then a failure can still be retried."""
+    started = time.perf_counter()
     chunks = route.provider.chat_stream(ctx.body)
     try:
-        return chunks, await anext(chunks, None)
+        first = await anext(chunks, None)
+        ctx.first_token_seconds = time.perf_counter() - started
+        return chunks, first
     except BaseException:
         await chunks.aclose()
         raise
@@ -77,6 +82,7 @@ async def respond_stream(ctx: RequestContext) -> StreamingHttpResponse:
     chunks, first = await call_upstream(ctx, lambda route: _open_stream(ctx, route), hold=True)
     options = ctx.body.get("stream_options")
     wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+    ctx.stream_text = [] if content_logged(ctx) else None
     return StreamingHttpResponse(_relay(ctx, chunks, first, wants_usage), content_type="text/event-stream",
                                  headers={**_headers(ctx), "cache-control": "no-cache", "x-accel-buffering": "no"})
 
@@ -94,6 +100,8 @@ def _observe(ctx: RequestContext, chunk: dict) -> int:
         delta = choice.get("delta") if isinstance(choice, dict) else None
         if isinstance(delta, dict):
             chars += len(delta.get("content") or "")
+            if ctx.stream_text is not None and isinstance(delta.get("content"), str) and not choice.get("index"):
+                ctx.stream_text.append(delta["content"])   # the first choice's text, for logging callbacks
             for call in delta.get("tool_calls") or ():
                 chars += len(str((call.get("function") or {}).get("arguments") or "")) if isinstance(call, dict) else 0
     return chars
@@ -109,6 +117,7 @@ def _estimate_usage(ctx: RequestContext, completion_chars: int) -> None:
 async def _relay(ctx: RequestContext, chunks: AsyncIterator[dict], first: dict | None,
                  wants_usage: bool) -> AsyncIterator[bytes]:
     streamed_chars, relayed, limit = 0, 0, response_limit_bytes()
+    task = draining.track()  # cancelled at shutdown if still running past the graceful timeout
     try:
         check = guardrails.chunk_check(ctx)
         chunk = first
@@ -146,4 +155,5 @@ async def _relay(ctx: RequestContext, chunks: AsyncIterator[dict], first: dict |
         if ctx.release is not None:
             ctx.release()
         record_call(ctx)
+        draining.untrack(task)
         await settle_call(ctx)

@@ -1,5 +1,5 @@
-"""Liveness (the process answers), readiness (the database answers), and /health (each deployment
-answers a tiny real request)."""
+"""Liveness (the process answers), readiness (the database answers and, with Redis, the spend-event
+stream), and /health (each deployment answers a tiny real request)."""
 from __future__ import annotations
 
 import asyncio
@@ -16,6 +16,7 @@ from proxy.pipeline import auth
 from proxy.pipeline.context import RequestContext
 from proxy.router import Route
 from proxy.runtime import get_runtime
+from spend import recorder as spend_recorder
 from teams.models import UserRole
 
 logger = logging.getLogger("gateway.health")
@@ -43,9 +44,11 @@ def _database_answers() -> bool:
 
 @router.get("/health/readiness", summary="Readiness")
 async def readiness(request: HttpRequest) -> JsonResponse:
-    if await _database_answers():
-        return JsonResponse({"status": "healthy", "db": "connected"})
-    return JsonResponse({"status": "unhealthy", "db": "Not connected"}, status=503)
+    database = await _database_answers()
+    spend_ready, spend_stream = await spend_recorder.readiness()
+    body = {"status": "healthy" if database and spend_ready else "unhealthy",
+            "db": "connected" if database else "Not connected", "spend_stream": spend_stream}
+    return JsonResponse(body, status=200 if database and spend_ready else 503)
 
 
 async def _probe(route: Route) -> dict | None:

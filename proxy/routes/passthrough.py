@@ -23,6 +23,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import URLPattern, re_path
 from django.views.decorators.csrf import csrf_exempt
 
+from gateway_project import draining
 from gateway_project.config import ConfigError, get_config
 from gateway_project.config.schema import PassThroughEndpoint
 from gateway_project.errors import BadRequestError, GatewayError, UpstreamError, error_json
@@ -307,6 +308,7 @@ async def _respond(ctx: RequestContext, upstream: httpx2.Response) -> StreamingH
 async def _relay(ctx: RequestContext, upstream: httpx2.Response, limit: int | None) -> AsyncIterator[bytes]:
     """The target's body, undecoded, chunk by chunk as it arrives; records the call when it ends."""
     relayed = 0
+    task = draining.track()  # cancelled at shutdown if still running past the graceful timeout
     try:
         async for chunk in upstream.aiter_raw():
             if ctx.completion_start_time is None:
@@ -331,6 +333,7 @@ async def _relay(ctx: RequestContext, upstream: httpx2.Response, limit: int | No
         ctx.upstream_seconds = time.perf_counter() - (ctx.upstream_started or ctx.started)
         await upstream.aclose()
         record_call(ctx)
+        draining.untrack(task)
 
 
 __all__ = ["Mount", "checked_subpath", "forwarded_subpath", "outbound_headers", "relayed_headers",

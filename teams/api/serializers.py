@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from gateway_project.serializers import BudgetFieldsSerializer, DurationField, string_list
+from teams.callbacks import CallbackConfigError, validate_metadata
 from teams.models import TeamRole, UserRole
 from teams.services import Member
 
@@ -18,6 +19,10 @@ class MetadataField(serializers.DictField):
             raise serializers.ValidationError("tags must be a list of strings.")
         if value.get("spend_logs_metadata") is not None and not isinstance(value["spend_logs_metadata"], dict):
             raise serializers.ValidationError("spend_logs_metadata must be an object.")
+        try:
+            validate_metadata(value)   # logging / callback_settings (docs/team-logging.md)
+        except CallbackConfigError as exc:
+            raise serializers.ValidationError(str(exc)) from None
         return value
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from teams.api import views
+from teams.api import callbacks, views
 
 urlpatterns = [
     path("team/new", views.TeamNewApi.as_view()),
@@ -14,6 +14,8 @@ urlpatterns = [
     path("user/info", views.UserInfoApi.as_view()),
     path("team/block", views.TeamBlockApi.as_view()),
     path("team/unblock", views.TeamUnblockApi.as_view()),
+    path("team/<path:team_id>/callback", callbacks.TeamCallbackApi.as_view()),
+    path("team/<path:team_id>/disable_logging", callbacks.TeamDisableLoggingApi.as_view()),
     path("user/update", views.UserUpdateApi.as_view()),
     path("user/delete", views.UserDeleteApi.as_view()),
     path("user/unblock", views.CustomerUnblockApi.as_view()),

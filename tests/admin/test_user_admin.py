@@ -11,7 +11,7 @@ def test_changelist_shows_role_and_spend_against_budget(admin_site, django_user_
     assert response.status_code == 200
     page = response.content.decode()
     assert "alice" in page and UserRole.INTERNAL_USER_VIEWER.label in page
-    assert "1.50 / 20.00" in page
+    assert "$1.50 / $20.00 (8%)" in page
 
 
 def test_change_form_saves_role_models_and_budget(admin_site, django_user_model):
@@ -35,3 +35,14 @@ def test_add_form_creates_a_user_with_a_role(admin_site, django_user_model):
 
     assert response.status_code == 302
     assert django_user_model.objects.get(username="bob").role == UserRole.INTERNAL_USER
+
+
+def test_search_by_email_and_filter_by_role(admin_site, django_user_model):
+    django_user_model.objects.create(username="alice", email="alice@example.com", role=UserRole.PROXY_ADMIN_VIEWER)
+    django_user_model.objects.create(username="bob", email="bob@example.com")
+
+    found = admin_site.get(CHANGELIST, {"q": "alice@example"}).context["cl"].result_list
+    viewers = admin_site.get(CHANGELIST, {"role__exact": UserRole.PROXY_ADMIN_VIEWER}).context["cl"].result_list
+
+    assert [user.username for user in found] == ["alice"]
+    assert [user.username for user in viewers] == ["alice"]

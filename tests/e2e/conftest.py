@@ -200,22 +200,24 @@ class Gateway:
 
 @contextmanager
 def launch_gateway(e2e_dir: Path, config_text: str, name: str = "gateway", env: dict[str, str] | None = None,
-                   database_url: str | None = None):
+                   database_url: str | None = None, workers: int = 1, port: int | None = None):
     """A live gateway on a database of its own, started as an operator would (``env``: extra variables;
-    ``database_url``: share a database another instance uses, which then outlives this one)."""
+    ``database_url``: share a database another instance uses, which then outlives this one; ``port``: a
+    port chosen beforehand, for a server that must know the gateway's URL first, such as an IdP)."""
     if database_url is None:
         database_url, drop_database = _fresh_database_url(e2e_dir)
     else:
         drop_database = lambda: None  # noqa: E731  (the owner drops it)
     config = e2e_dir / f"{name}.yaml"
     config.write_text(config_text)
-    port = free_port()
+    port = port or free_port()
     child_env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
                  "GATEWAY_DATA_DIR": str(e2e_dir / "data"), "E2E_UPSTREAM_KEY": UPSTREAM_KEY,
                  "GATEWAY_SPEND_FLUSH_INTERVAL": "0.05", **(env or {})}
     child_env.pop("GATEWAY_MASTER_KEY", None)
     process = ServerProcess([sys.executable, "manage.py", "gateway", "--config", str(config), "--port", str(port),
-                             "--migrate"], log_dir=e2e_dir, name=name, env=child_env, cwd=ROOT)
+                             "--migrate", "--workers", str(workers)], log_dir=e2e_dir, name=name, env=child_env,
+                            cwd=ROOT)
     try:
         with process:
             process.wait_until_ready(f"http://127.0.0.1:{port}/health/liveliness", timeout=60)

@@ -106,4 +106,5 @@ def test_master_key_lists_every_model(gateway):
 
 def test_health_endpoints_answer_without_a_key(gateway):
     assert gateway.http.get("/health/liveliness").json() == "I'm alive!"
-    assert gateway.http.get("/health/readiness").json() == {"status": "healthy", "db": "connected"}
+    assert gateway.http.get("/health/readiness").json() == {"status": "healthy", "db": "connected",
+                                                             "spend_stream": "disabled"}

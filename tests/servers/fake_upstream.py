@@ -117,6 +117,8 @@ class Behaviour:
     close_connection       the next ``times`` (default 1) API requests get their connection closed, no answer
     cut_stream_after_chunks  the next streamed answer stops, connection closed, after this many SSE events
     delay_ms               latency before every answer
+    hold                   API requests are recorded, then wait unanswered until hold is set false (or the
+                           behaviour is reset): the test decides when the upstream answers
     chunk_delay_ms         pause between streamed events (to see that a relay does not buffer)
     reply                  the reply text, unless a request's x-stand-in-reply header says otherwise
     omit_usage             answers carry no usage at all (as some OpenAI-compatible servers do)
@@ -129,6 +131,7 @@ class Behaviour:
     close_connection: bool = False
     cut_stream_after_chunks: int | None = None
     delay_ms: int = 0
+    hold: bool = False
     chunk_delay_ms: int = 0
     reply: str | None = None
     omit_usage: bool = False
@@ -171,7 +174,7 @@ def _validated(name: str, value: Any) -> Any:
         return _int_setting(name, value, 400, 599)
     if name in ("times", "delay_ms", "chunk_delay_ms", "cut_stream_after_chunks"):
         return _int_setting(name, value, 0, None)
-    if name in ("close_connection", "omit_usage"):
+    if name in ("close_connection", "omit_usage", "hold"):
         if not isinstance(value, bool):
             raise BadRequest(f"{name} must be true or false.")
         return value
@@ -415,6 +418,8 @@ class StandInApp:
         self.api_key = api_key
         self.recorded: deque[Request] = deque(maxlen=MAX_RECORDED)
         self.behaviour = Behaviour()
+        self.released = asyncio.Event()  # set whenever requests are not held
+        self.released.set()
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -441,6 +446,7 @@ class StandInApp:
             return
         if self.behaviour.delay_ms:
             await asyncio.sleep(self.behaviour.delay_ms / 1000)
+        await self.released.wait()
         if await self.injected_failure(send):
             return
         if not self.authorized(request.headers):
@@ -479,6 +485,10 @@ class StandInApp:
                 self.behaviour.update(request.body)
             elif request.method == "DELETE":
                 self.behaviour = Behaviour()
+            if self.behaviour.hold:
+                self.released.clear()
+            else:
+                self.released.set()
             await send_json(send, 200, self.behaviour)
         else:
             await send_json(send, 404, error_json(f"Unknown control endpoint {request.method} {request.path}",

@@ -77,6 +77,20 @@ def test_a_bucket_admits_its_capacity_then_refuses_with_a_wait(make_store):
     run(scenario())
 
 
+def test_take_reports_what_each_bucket_has_left(make_store):
+    async def scenario():
+        store = make_store()
+        rpm, tpm = Bucket(scope="key:a:model:m:rpm", capacity=60), Bucket(scope="key:a:model:m:tpm", capacity=1000)
+        left: list[float] = []
+        assert await store.take([rpm, tpm], [1, 0], left) is None
+        # A minute's bucket refills 1/s at most during the call: 59 (or a hair more) requests left.
+        assert 59 <= left[0] < 60 and left[1] == 1000
+        one, refused = Bucket("key:a:one", capacity=1), []
+        assert await store.take([one], [1]) is None
+        assert await store.take([one], [1], refused) is not None and refused == []
+    run(scenario())
+
+
 def test_tokens_spent_after_a_call_empty_the_bucket(make_store):
     async def scenario():
         store = make_store()

@@ -28,7 +28,8 @@ def test_the_jobs_come_from_the_settings_list(general_settings):
 
     assert jobs == {"spend-logs-prune": ("spend.tasks.spend_logs_prune", 86400.0),
                     "budgets-reset": ("spend.tasks.budgets_reset", 60.0),
-                    "spend-aggregate-daily": ("spend.tasks.spend_aggregate_daily", 900.0)}
+                    "spend-aggregate-daily": ("spend.tasks.spend_aggregate_daily", 900.0),
+                    "spend-partitions-ensure": ("spend.tasks.spend_partitions_ensure", 43200.0)}
 
 
 def test_the_configured_retention_interval_wins(general_settings):

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import uvicorn
@@ -11,6 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from gateway_project.config import ConfigError, get_config, set_config
+from spend import metrics
 
 
 class Command(BaseCommand):
@@ -22,7 +27,9 @@ class Command(BaseCommand):
         parser.add_argument("--config", help="LiteLLM-format config.yaml (default: $GATEWAY_CONFIG, else the demo config)")
         parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; 0.0.0.0 for all)")
         parser.add_argument("--port", type=int, default=4000, help="port to bind (default 4000)")
-        parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+        parser.add_argument("--workers", type=int, default=None,
+                            help="worker processes (default $GATEWAY_WORKERS, else one per CPU core on PostgreSQL, "
+                                 "1 on SQLite); with 2 or more, SIGHUP replaces them one by one (config reload)")
         parser.add_argument("--migrate", action=argparse.BooleanOptionalAction, default=None,
                             help="apply database migrations before serving (default: only on SQLite)")
         parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
@@ -37,11 +44,40 @@ class Command(BaseCommand):
         if migrate:
             call_command("migrate", interactive=False, verbosity=0)
         config = get_config()
+        options["workers"] = worker_count(options["workers"])
         self.stdout.write(f"Gateway on http://{options['host']}:{options['port']} "
-                          f"({config.source}; models: {', '.join(config.model_names) or 'none'})")
-        uvicorn.run("gateway_project.asgi:application", host=options["host"], port=options["port"],
-                    workers=options["workers"], lifespan="on", log_level=options["log_level"],
-                    server_header=False, proxy_headers=False, timeout_graceful_shutdown=30)
+                          f"({config.source}; models: {', '.join(config.model_names) or 'none'}; "
+                          f"workers: {options['workers']})")
+        created = None
+        if "prometheus" in config.litellm_settings.callbacks:
+            created = self._prepare_metrics_dir(options["workers"])
+        # After a graceful stop uvicorn re-raises the SIGTERM it caught: exit 0 then, as supervisors expect.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
+        try:
+            uvicorn.run("gateway_project.asgi:application", host=options["host"], port=options["port"],
+                        workers=options["workers"], lifespan="on", log_level=options["log_level"],
+                        server_header=False, proxy_headers=False,
+                        timeout_graceful_shutdown=settings.GATEWAY_GRACEFUL_TIMEOUT,
+                        timeout_keep_alive=settings.GATEWAY_KEEPALIVE_TIMEOUT)
+        finally:
+            if created:
+                shutil.rmtree(created, ignore_errors=True)
+
+    def _prepare_metrics_dir(self, workers: int) -> str | None:
+        """Under several workers each writes its metric values to files in one directory, and a scrape
+        sums them; values left by a previous run would be summed in too, so the directory starts empty.
+        Returns the directory when this command created it (and removes it on exit)."""
+        path = settings.PROMETHEUS_MULTIPROC_DIR
+        created = None
+        if path:
+            metrics.prepare_multiprocess_dir(path)
+        elif workers > 1:
+            path = created = tempfile.mkdtemp(prefix="gateway-metrics-")
+        else:
+            return None   # one worker serves in this process: its in-memory registry is exact
+        # Worker processes inherit it; prometheus-client reads it when they import it.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = settings.PROMETHEUS_MULTIPROC_DIR = path
+        return created
 
     def _apply_config(self, path: str | None) -> None:
         if path:
@@ -56,3 +92,24 @@ class Command(BaseCommand):
             get_config()
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
+
+
+def worker_count(requested: int | None) -> int:
+    """``--workers``, else ``GATEWAY_WORKERS``, else one per usable CPU core; SQLite takes one writer at a
+    time, so it defaults to a single worker."""
+    if requested is None:
+        requested = settings.GATEWAY_WORKERS
+    if requested < 0:
+        raise CommandError(f"--workers must be 0 (automatic) or more, not {requested}")
+    if requested:
+        return requested
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))  # the cores this container (cgroup) may use
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _exit_cleanly(signum, frame) -> None:
+    sys.exit(0)

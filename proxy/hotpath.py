@@ -1,0 +1,198 @@
+"""The proxy's hot path, dispatched without Django's middleware stack and request signals.
+
+Under ASGI, Django's handler runs every synchronous middleware (sessions, CSRF, auth, messages, security,
+clickjacking) and the ``request_started`` / ``request_finished`` receivers in a worker thread, in a fresh
+thread per request: a dozen thread hops for a call none of them does anything for. ``HotPathDispatch`` sits
+in front of that handler (``gateway_project/asgi.py``) and serves the proxy's OpenAI routes
+(``proxy.openapi.OPENAI_ROUTES``: chat/completions, completions, embeddings, models, model info) by calling
+the same django-ninja view the URL resolves to, on the event loop, with what the middleware stack did for
+those routes done inline:
+
+- route control and IP allow-lists (``keys.middleware.check_route_policy``), before anything else;
+- the audit actor's request (``gateway_project.audit.actor``);
+- ``SecurityMiddleware`` (its SSL redirect when configured; nosniff, referrer and opener policy, HSTS
+  headers) and ``XFrameOptionsMiddleware``, through their own ``process_request`` / ``process_response``;
+- client disconnects cancel the call, as in Django's handler.
+
+Sessions, CSRF, auth and messages have nothing to do on these routes (callers present a key, ninja views are
+CSRF-exempt, no cookie is read or set). Everything else (the management API, the admin, docs, health,
+pass-through endpoints, unknown paths) goes to Django's handler unchanged. A middleware in
+``settings.MIDDLEWARE`` that this module does not know turns the dispatch off (logged at start-up), so
+adding one can never be skipped silently. The request size, header size and concurrency limits are ASGI
+middlewares outside both (``proxy/pipeline/limits.py``). Database reads on this path tidy their own
+connection (``gateway_project.snapshots.snapshot_loader``), as ``request_started`` would have.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+from asgiref.sync import iscoroutinefunction
+from django.conf import settings
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
+from django.urls import Resolver404, ResolverMatch, get_resolver, set_script_prefix
+from django.utils.log import log_response
+
+from gateway_project.audit.actor import serve_as, served
+from gateway_project.errors import error_body
+from keys.middleware import check_route_policy
+from keys.policy import RouteSet
+from proxy.openapi import OPENAI_ROUTES
+
+logger = logging.getLogger("gateway.proxy")
+
+# What the dispatch does in place of each middleware; anything else in MIDDLEWARE turns it off.
+KNOWN_MIDDLEWARE = {
+    "keys.middleware.RoutePolicyMiddleware": "check_route_policy, first",
+    "django.middleware.security.SecurityMiddleware": "its process_request and process_response",
+    "django.contrib.sessions.middleware.SessionMiddleware": "nothing: no session is read or written",
+    "django.middleware.csrf.CsrfViewMiddleware": "nothing: ninja views are CSRF-exempt, no token is issued",
+    "django.contrib.auth.middleware.AuthenticationMiddleware": "nothing: callers are identified by their key",
+    "gateway_project.audit.actor.AuditActorMiddleware": "serve_as / served around the view",
+    "django.contrib.messages.middleware.MessageMiddleware": "nothing: no messages on API routes",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": "its process_response",
+}
+MAX_CACHED_PATHS = 4096
+
+
+def unknown_middleware() -> list[str]:
+    return [name for name in settings.MIDDLEWARE if name not in KNOWN_MIDDLEWARE]
+
+
+def _unused(request):  # the middlewares below are only asked for their request/response hooks
+    raise AssertionError("not called")
+
+
+class HotPathHandler(ASGIHandler):
+    """Django's ASGI handler for the hot routes only: the same request parsing, disconnect handling and
+    response sending, without the middleware chain, the per-request thread context and the request signals."""
+
+    def __init__(self) -> None:  # no load_middleware(): the chain is what this handler leaves out
+        self.security = SecurityMiddleware(_unused)
+        self.xframe = XFrameOptionsMiddleware(_unused)
+
+    async def serve(self, match, scope, receive, send) -> None:
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            return
+        request.resolver_match = match
+
+        async def process_request() -> HttpResponse:
+            response = await self.respond(request, match)
+            try:
+                await self.send_response(response, send)
+            except asyncio.CancelledError:
+                pass  # the client went away while the answer was being sent
+            return response
+
+        # As Django's handler: a disconnect while the answer is being made cancels the call.
+        tasks = [asyncio.create_task(self.listen_for_disconnect(receive)), asyncio.create_task(process_request())]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+                except AssertionError:
+                    body_file.close()
+                    raise
+            else:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        if not tasks[1].cancelled() and tasks[1].exception() is None:
+            _close(tasks[1].result())
+        body_file.close()
+
+    async def respond(self, request, match) -> HttpResponse:
+        try:
+            response = check_route_policy(request) or self.security.process_request(request)
+            if response is None:
+                token = serve_as(request)
+                try:
+                    response = await match.func(request, *match.args, **match.kwargs)
+                finally:
+                    served(token)
+        except Exception:  # ninja renders the view's own errors; this is a bug in the dispatch itself
+            logger.exception("unhandled error on %s %s", request.method, request.path)
+            response = HttpResponse(orjson.dumps(error_body("Internal server error", status=500,
+                                                            type="internal_server_error")),
+                                    status=500, content_type="application/json")
+        response = self.xframe.process_response(request, response)
+        response = self.security.process_response(request, response)
+        if response.status_code >= 400:  # as Django's handler does (django.request: 5xx at ERROR)
+            log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
+        return response
+
+
+def _close(response) -> None:
+    """``response.close()`` without its ``request_finished`` signal: release what the response holds."""
+    for closer in response._resource_closers:
+        try:
+            closer()
+        except Exception:
+            pass
+    response._resource_closers.clear()
+    response.closed = True
+
+
+class HotPathDispatch:
+    """ASGI app: the proxy's OpenAI routes to ``HotPathHandler``, everything else to ``app`` (Django)."""
+
+    def __init__(self, app, namespace: str, routes: RouteSet = OPENAI_ROUTES) -> None:
+        self.app = app
+        self.namespace = namespace  # the proxy NinjaAPI's urls_namespace
+        self.routes = routes
+        self.handler = HotPathHandler()
+        self.enabled = not unknown_middleware()
+        if not self.enabled:
+            logger.warning("hot-path dispatch off: settings.MIDDLEWARE has %s, which it does not know how to "
+                           "apply; every request goes through Django's middleware stack",
+                           ", ".join(unknown_middleware()))
+        self._matches: dict[tuple[str, str], ResolverMatch | None] = {}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and self.enabled:
+            match = self.match(scope)
+            if match is not None:
+                await self.handler.serve(match, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def match(self, scope) -> ResolverMatch | None:
+        """The URL match when the path is a hot route and resolves, with the whole URLconf (so whatever
+        comes first there still wins), to an async view of the proxy's API; None otherwise."""
+        key = (scope.get("root_path", ""), scope["path"])
+        found = self._matches.get(key, False)
+        if found is not False:
+            return found
+        prefix = get_script_prefix(scope)
+        path_info = key[1].removeprefix(prefix) if prefix else key[1]
+        found = None
+        if self.routes.matches(path_info):
+            try:
+                resolved = get_resolver().resolve(path_info)
+            except Resolver404:
+                resolved = None
+            if (resolved is not None and resolved.namespace == self.namespace
+                    and iscoroutinefunction(resolved.func)):
+                found = resolved
+        if len(self._matches) >= MAX_CACHED_PATHS:  # paths naming a model are the caller's to vary
+            self._matches.clear()
+        self._matches[key] = found
+        return found

@@ -1,0 +1,50 @@
+"""``python -m bench --smoke``: the benchmark harness runs end to end (stand-in upstream, the gateway on
+its production path with a database-backed key, the load generator, the report). Speed is never asserted
+here: the machines are shared; the benchmark itself reports it (docs/performance.md)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import run as bench
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    results = tmp_path_factory.mktemp("bench-results")
+    docs = results / "performance.md"
+    docs.write_text(f"# Performance\n\nbefore\n{bench.RESULTS_START}\nold table\n{bench.RESULTS_END}\nafter\n")
+    report = bench.main(["--smoke", "--results-dir", str(results), "--docs", str(docs)])
+    return report, results, docs
+
+
+def test_smoke_measures_direct_and_gateway_at_each_point(smoke):
+    report, _, _ = smoke
+    points = report["matrix"]["points"]
+    assert [(p["latency_ms"], p["stream"], p["concurrency"]) for p in points] == [
+        (0, False, 1), (0, False, 2), (0, True, 1), (0, True, 2)]
+    for point in points:
+        assert set(point["summary"]) == {"direct", "gateway"}  # no LiteLLM in a smoke run
+        for name, runs in point["runs"].items():
+            assert len(runs) == 1
+            assert runs[0]["requests"] == 20 and runs[0]["errors"] == 0, (name, runs[0])
+            assert runs[0]["generator"] == "asyncio"
+        gateway = point["summary"]["gateway"]
+        for field in ("rps", "p50_ms", "p99_ms", "added_p50_ms", "added_p99_ms", "cores", "peak_rss_mb"):
+            assert isinstance(gateway[field], float), (field, gateway)
+        assert gateway["peak_rss_mb"] > 0
+        assert isinstance(gateway["added_ttfb_ms"], float)
+
+
+def test_smoke_writes_json_results_and_the_markdown_table(smoke):
+    report, results, docs = smoke
+    [saved] = results.glob("smoke-*.json")
+    assert json.loads(saved.read_text())["matrix"]["points"] == json.loads(json.dumps(report["matrix"]["points"]))
+    assert report["database"] in ("postgres", "sqlite")
+    text = docs.read_text()
+    assert text.startswith("# Performance\n\nbefore\n") and text.endswith(f"{bench.RESULTS_END}\nafter\n")
+    assert "old table" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| 0 ms |")]
+    assert len(rows) == 4 and all(row.count("|") == 17 for row in rows)
+    assert "Non-2xx or failed requests over the run: direct 0, gateway 0." in text

@@ -1,0 +1,146 @@
+"""The hot-path dispatch in-process (proxy/hotpath.py): the proxy's OpenAI routes skip Django's middleware
+stack and request signals, yet answer exactly as Django's handler does. Driven through the real ASGI
+application with ASGI messages; live-gateway checks are in tests/e2e/test_hotpath.py."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+
+from gateway_project.asgi import application, django_application
+from proxy.api import api as proxy_api
+from proxy.hotpath import HotPathDispatch
+from tests.conftest import MASTER_KEY
+
+MASTER = [("authorization", f"Bearer {MASTER_KEY}")]
+SECURITY_HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY",
+                    "referrer-policy": "same-origin", "cross-origin-opener-policy": "same-origin"}
+
+
+async def _exchange(app, method: str, path: str, headers, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(name.encode(), value.encode()) for name, value in headers],
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 4000)}
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+    answered = asyncio.Event()
+    messages = []
+
+    async def receive():
+        if pending:
+            return pending.pop(0)
+        await answered.wait()  # the client stays until the whole answer is in
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        messages.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            answered.set()
+
+    await app(scope, receive, send)
+    start = next(m for m in messages if m["type"] == "http.response.start")
+    headers = {name.decode().lower(): value.decode() for name, value in start["headers"]}
+    return start["status"], headers, b"".join(m.get("body", b"") for m in messages[1:])
+
+
+def call(app, method: str, path: str, headers=(), body: bytes = b""):
+    return async_to_sync(_exchange)(app, method, path, list(headers), body)
+
+
+@pytest.fixture(autouse=True)
+def no_connection_tidying():
+    """As Django's own test client does: the database connection is the test's (no close_old_connections on
+    the requests Django's handler serves here)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def started():
+    """How many times Django's request_started signal fired."""
+    fired = []
+
+    def receiver(**kwargs):
+        fired.append(kwargs)
+
+    request_started.connect(receiver)
+    yield fired
+    request_started.disconnect(receiver)
+
+
+def test_a_proxy_route_does_not_go_through_djangos_request_cycle(started):
+    status, _, _ = call(application, "GET", "/v1/models", MASTER)
+
+    assert status == 200
+    assert started == []
+
+
+def test_other_routes_still_go_through_djangos_request_cycle(started):
+    status, _, _ = call(application, "GET", "/health/liveliness")
+
+    assert status == 200
+    assert len(started) == 1
+
+
+def test_a_path_param_route_takes_the_hot_path(started):
+    status, _, body = call(application, "POST", "/engines/some-model/chat/completions", body=b"{}")
+
+    assert status == 401 and b"No api key passed in" in body
+    assert started == []
+
+
+def test_a_path_outside_the_proxy_api_falls_through_to_django(started):
+    status, _, _ = call(application, "POST", "/engines/some-model/not-a-route", body=b"{}")
+
+    assert status == 404
+    assert len(started) == 1
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "body"), [
+    ("GET", "/v1/models", MASTER, b""),
+    ("GET", "/model/info", MASTER, b""),
+    ("POST", "/chat/completions", [], b'{"model": "fake-openai-endpoint"}'),
+    ("POST", "/v1/chat/completions", [("authorization", "Basic abc")], b"{}"),
+    ("GET", "/v1/chat/completions", MASTER, b""),
+    ("POST", "/openai/deployments/some-model/embeddings", [], b"{}"),
+], ids=["models", "model-info", "no-key", "malformed-key", "wrong-method", "path-param"])
+def test_the_hot_path_answers_exactly_as_djangos_handler(method, path, headers, body):
+    hot = call(HotPathDispatch(django_application, namespace=proxy_api.urls_namespace), method, path, headers, body)
+    django = call(django_application, method, path, headers, body)
+
+    assert hot == django
+    assert SECURITY_HEADERS.items() <= hot[1].items()
+
+
+def test_an_error_on_the_hot_path_is_the_contracts_json_with_the_security_headers():
+    status, headers, body = call(application, "POST", "/v1/chat/completions", body=b"{}")
+
+    assert status == 401
+    assert headers["content-type"] == "application/json"
+    assert body.startswith(b'{"error":')
+    assert SECURITY_HEADERS.items() <= headers.items()
+
+
+@pytest.mark.django_db
+def test_an_unknown_key_is_looked_up_in_the_database_on_the_hot_path(started):
+    status, _, body = call(application, "POST", "/chat/completions", [("authorization", "Bearer sk-not-a-key")],
+                           b'{"model": "fake-openai-endpoint", "messages": []}')
+
+    assert status == 401 and b"Invalid API key" in body
+    assert started == []
+
+
+def test_an_unknown_middleware_turns_the_dispatch_off(settings, started):
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.middleware.common.CommonMiddleware"]
+    dispatch = HotPathDispatch(django_application, namespace=proxy_api.urls_namespace)
+
+    status, _, _ = call(dispatch, "GET", "/v1/models", MASTER)
+
+    assert not dispatch.enabled
+    assert status == 200 and len(started) == 1
