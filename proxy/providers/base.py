@@ -7,6 +7,7 @@ redaction, SSE line reading); an adapter says how to build its URL, headers and 
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -45,6 +46,40 @@ class Provider(Protocol):
         """An embeddings ``list`` object."""
 
 
+_URLS: dict[str, httpx2.URL] = {}
+_TIMEOUTS: dict[float, dict[str, float]] = {}
+
+
+def _url(url: str) -> httpx2.URL:
+    """The parsed URL of a deployment's endpoint (a handful per deployment), parsed once."""
+    parsed = _URLS.get(url)
+    if parsed is None:
+        if len(_URLS) > 4096:  # not expected (URLs come from the config); never grow without bound
+            _URLS.clear()
+        parsed = _URLS[url] = httpx2.URL(url)
+    return parsed
+
+
+def _timeouts(seconds: float) -> dict[str, float]:
+    """httpx2's per-request timeout extension: the same budget to connect, write, read and wait for the pool."""
+    timeouts = _TIMEOUTS.get(seconds)
+    if timeouts is None:
+        timeouts = _TIMEOUTS[seconds] = httpx2.Timeout(seconds).as_dict()
+    return timeouts
+
+
+async def _finish(chunks: AsyncIterator[bytes]) -> None:
+    """After ``[DONE]``: read the end of the body if it has already arrived (it comes with ``[DONE]`` in
+    practice), so that the connection goes back to the pool instead of being closed; never wait for it
+    (if the end is not there yet the read is cancelled and the connection closed, as before)."""
+    try:
+        async with asyncio.timeout(0):
+            async for _ in chunks:
+                pass
+    except (TimeoutError, httpx2.HTTPError, httpx2.StreamError):
+        pass
+
+
 def upstream_body(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
     payload = {name: value for name, value in body.items() if name not in GATEWAY_FIELDS}
     payload["model"] = upstream_model
@@ -67,6 +102,8 @@ class HttpProvider:
         self.timeout = params.timeout or default_timeout
         self.stream_timeout = params.stream_timeout or self.timeout
         self._secret = params.api_key
+        self._headers_for: dict[str, str] | None = None  # self.headers() the cached httpx2.Headers were built from
+        self._headers = httpx2.Headers()
 
     # What an adapter may override --------------------------------------------------------------
 
@@ -93,8 +130,13 @@ class HttpProvider:
     async def send(self, url: str, payload: dict[str, Any], timeout: float, *, stream: bool = False) -> httpx2.Response:
         """POST ``payload``; a transport failure or an error status raises UpstreamError."""
         client = self._clients.get(self.api_base)
-        request = client.build_request("POST", url, content=orjson.dumps(payload), headers=self.headers(),
-                                       timeout=timeout)
+        # httpx2.Request straight from parts built once per deployment (URL, headers, timeouts):
+        # client.build_request would parse the URL and merge headers and timeouts on every call.
+        headers = self.headers()
+        if headers != self._headers_for:
+            self._headers_for, self._headers = headers, httpx2.Headers({**client.headers, **headers})
+        request = httpx2.Request("POST", _url(url), content=orjson.dumps(payload), headers=self._headers,
+                                 extensions={"timeout": _timeouts(timeout)})
         try:
             response = await client.send(request, stream=stream)
         except httpx2.TimeoutException:
@@ -108,15 +150,24 @@ class HttpProvider:
             raise self.failure(response)
         return response
 
-    async def sse_data(self, response: httpx2.Response) -> AsyncIterator[str]:
+    async def sse_data(self, response: httpx2.Response) -> AsyncIterator[bytes]:
         """The ``data:`` payloads of a server-sent-events response, until ``[DONE]`` or its end."""
+        # Lines split on bytes (LF or CRLF; the providers send no bare CR), decoded by orjson, not by
+        # aiter_lines' text decoder; aiter_bytes still undoes any content-encoding.
+        rest, chunks = b"", response.aiter_bytes()
         try:
-            async for line in response.aiter_lines():
-                if line.startswith("data:"):
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        return
-                    yield data
+            async for chunk in chunks:
+                lines = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
+                rest = lines.pop()
+                for line in lines:
+                    if line.startswith(b"data:"):
+                        data = line[5:].strip()
+                        if data == b"[DONE]":
+                            await _finish(chunks)
+                            return
+                        yield data
+            if rest.startswith(b"data:") and rest[5:].strip() not in (b"", b"[DONE]"):
+                yield rest[5:].strip()
         except httpx2.TimeoutException:
             raise self.error(408, "the upstream stopped sending before the stream was complete") from None
         except httpx2.TransportError:
@@ -133,7 +184,7 @@ class HttpProvider:
             raise self.error(502, "the upstream answered with an unexpected JSON shape")
         return body
 
-    def loads_chunk(self, data: str) -> dict[str, Any]:
+    def loads_chunk(self, data: bytes | str) -> dict[str, Any]:
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
