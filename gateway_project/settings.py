@@ -127,6 +127,11 @@ GATEWAY_SPEND_BATCH_SIZE = env_int("GATEWAY_SPEND_BATCH_SIZE", 500)
 # by another after this many seconds of silence.
 GATEWAY_SPEND_STREAM_INTERVAL = env_float("GATEWAY_SPEND_STREAM_INTERVAL", 0.005)
 GATEWAY_SPEND_STREAM_CLAIM_IDLE = env_float("GATEWAY_SPEND_STREAM_CLAIM_IDLE", 60.0)
+# With REDIS_URL, each stream in flight is journalled in Redis (spend/inflight.py): its streamed tokens are
+# checkpointed at most this many seconds apart, and a process silent for INFLIGHT_TIMEOUT seconds is taken
+# for dead, its streams recorded by another as failed (partial) calls.
+GATEWAY_INFLIGHT_CHECKPOINT_INTERVAL = env_float("GATEWAY_INFLIGHT_CHECKPOINT_INTERVAL", 1.0)
+GATEWAY_INFLIGHT_TIMEOUT = env_float("GATEWAY_INFLIGHT_TIMEOUT", 10.0)
 # Logging callbacks (team-based logging, docs/team-logging.md): events leave in batches per destination,
 # at most this many seconds apart or this many events; at most QUEUE_SIZE wait per destination (older
 # ones are dropped past that); a failed batch is tried MAX_ATTEMPTS times, backing off from RETRY_BACKOFF s.
@@ -163,13 +168,17 @@ CELERY_TASK_DEFAULT_QUEUE = f"{GATEWAY_REDIS_PREFIX}tasks"  # deployments sharin
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # The periodic jobs, the one list beat and the in-process scheduler both read. ``every`` is a duration
-# (30s, 5m, 1h, 1d); ``every_from`` names a config.yaml general_settings key that overrides it.
+# (30s, 5m, 1h, 1d); ``every_from`` names a config.yaml general_settings key that overrides it. Beat sends
+# ``task``; the in-process scheduler calls ``run``, the same work without loading Celery.
 GATEWAY_PERIODIC_JOBS = [
-    {"name": "spend-logs-prune", "task": "spend.tasks.spend_logs_prune", "every": "1d",
-     "every_from": "maximum_spend_logs_retention_interval"},
-    {"name": "budgets-reset", "task": "spend.tasks.budgets_reset", "every": "1m"},
-    {"name": "spend-aggregate-daily", "task": "spend.tasks.spend_aggregate_daily", "every": "15m"},
-    {"name": "spend-partitions-ensure", "task": "spend.tasks.spend_partitions_ensure", "every": "12h"},
+    {"name": "spend-logs-prune", "task": "spend.tasks.spend_logs_prune", "run": "spend.jobs.spend_logs_prune",
+     "every": "1d", "every_from": "maximum_spend_logs_retention_interval"},
+    {"name": "budgets-reset", "task": "spend.tasks.budgets_reset", "run": "spend.jobs.budgets_reset",
+     "every": "1m"},
+    {"name": "spend-aggregate-daily", "task": "spend.tasks.spend_aggregate_daily",
+     "run": "spend.jobs.spend_aggregate_daily", "every": "15m"},
+    {"name": "spend-partitions-ensure", "task": "spend.tasks.spend_partitions_ensure",
+     "run": "spend.jobs.spend_partitions_ensure", "every": "12h"},
 ]
 # PostgreSQL: spend-log partitions created ahead of the current month (docs/deploy.md).
 GATEWAY_SPEND_PARTITIONS_AHEAD = env_int("GATEWAY_SPEND_PARTITIONS_AHEAD", 3)

@@ -25,6 +25,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+from spend import inflight
+from spend.inflight import InflightJournal
 from spend.records import SpendRecord, decode, encode
 
 logger = logging.getLogger("gateway.spend")
@@ -70,7 +72,7 @@ class RedisJournal:
     """
 
     def __init__(self, url: str, key: str, *, interval: float, claim_idle: float, batch_size: int,
-                 flush_interval: float) -> None:
+                 flush_interval: float, checkpoint_interval: float = 1.0, inflight_timeout: float = 10.0) -> None:
         self.key = key
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.interval = interval
@@ -88,6 +90,10 @@ class RedisJournal:
         self._consumer: Consumer | None = None
         self._stopping = False
         self._writing = False
+        # Streams this process relays, so that its death mid-stream loses none (spend/inflight.py).
+        self.inflight = InflightJournal(self._client, base=_inflight_base(key), stream_key=key, stream_field=FIELD,
+                                        process=self.consumer, interval=interval,
+                                        checkpoint_interval=checkpoint_interval, timeout=inflight_timeout)
 
     # --- the writer's side: XADD --------------------------------------------------------------------
 
@@ -154,6 +160,8 @@ class RedisJournal:
         self._reader = _client(self._url, socket_timeout=READ_BLOCK_SECONDS + 5.0)
         self._consumer = Consumer(self, write)
         self._task = asyncio.get_running_loop().create_task(self._consumer.run(), name="spend-stream-consumer")
+        self.inflight.start()
+        inflight.current = self.inflight
 
     async def stop(self, *, drain_seconds: float = 5.0) -> None:
         """Stop consuming (server shutdown). A batch being written is finished and acknowledged first;
@@ -161,6 +169,9 @@ class RedisJournal:
         leaves the database up to date); anything still there waits for the other consumers, or this
         instance's next start."""
         self._stopping = True
+        if inflight.current is self.inflight:
+            inflight.current = None
+        await self.inflight.stop()
         task, self._task = self._task, None
         if task is not None:
             if not self._writing:
@@ -364,6 +375,12 @@ def stream_key(settings) -> str:
     return f"{settings.GATEWAY_REDIS_PREFIX}spend-events:{hashlib.sha256(name.encode()).hexdigest()[:10]}"
 
 
+def _inflight_base(key: str) -> str:
+    """``<prefix>inflight:<database>`` beside the stream ``<prefix>spend-events:<database>``."""
+    head, sep, tail = key.rpartition("spend-events")
+    return f"{head}inflight{tail}" if sep else f"{key}:inflight"
+
+
 def journal_for(settings) -> NullJournal | RedisJournal:
     """The stream when REDIS_URL is set; otherwise nothing (the writer's buffer and disk spool)."""
     if not settings.REDIS_URL:
@@ -372,4 +389,6 @@ def journal_for(settings) -> NullJournal | RedisJournal:
                         interval=settings.GATEWAY_SPEND_STREAM_INTERVAL,
                         claim_idle=settings.GATEWAY_SPEND_STREAM_CLAIM_IDLE,
                         batch_size=settings.GATEWAY_SPEND_BATCH_SIZE,
-                        flush_interval=settings.GATEWAY_SPEND_FLUSH_INTERVAL)
+                        flush_interval=settings.GATEWAY_SPEND_FLUSH_INTERVAL,
+                        checkpoint_interval=settings.GATEWAY_INFLIGHT_CHECKPOINT_INTERVAL,
+                        inflight_timeout=settings.GATEWAY_INFLIGHT_TIMEOUT)

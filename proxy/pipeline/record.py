@@ -6,9 +6,11 @@ import logging
 import time
 from datetime import datetime, timezone
 
+from gateway_project.errors import UpstreamError
 from proxy.pipeline.context import RequestContext
 from proxy.runtime import get_runtime
-from spend import metrics, team_logging
+from proxy.tokens import estimate_prompt_tokens
+from spend import inflight, metrics, team_logging
 from spend.cost import cost
 from spend.counters import NANO
 from spend.recorder import SpendRecord, record
@@ -65,8 +67,38 @@ def record_call(ctx: RequestContext) -> None:
     has_usage = bool(ctx.prompt_tokens or ctx.completion_tokens)
     if route is not None and has_usage:
         price_call(ctx)
-    principal = ctx.principal
-    entry = SpendRecord(
+    entry = _entry(ctx, has_usage)
+    if metrics_on():
+        metrics.observe_call(_metrics_sample(ctx, entry))
+    if team_logging.logging_disabled(ctx.principal.team):
+        team_logging.scrub(entry)   # the team switched logging off (GDPR): no content kept, none sent
+    record(entry)
+    targets = _log_targets(ctx, failed=ctx.error is not None)
+    if targets:
+        team_logging.submit(targets, _log_event(ctx, entry))
+
+
+def in_flight_entry(ctx: RequestContext) -> bytes:
+    """A stream's open entry in the in-flight journal (spend/inflight.py): the record it gets should this
+    process die before the relay ends (failed, 499, partial; prompt tokens estimated, completion tokens
+    from the last checkpoint), with the price and budget reservation to cost and settle it."""
+    saved = ctx.error, ctx.usage_estimated
+    ctx.error = UpstreamError(inflight.ORPHAN_ERROR, status=499, type="stream_interrupted")
+    ctx.usage_estimated = True
+    try:
+        entry = _entry(ctx, has_usage=True)
+    finally:
+        ctx.error, ctx.usage_estimated = saved
+    entry.prompt_tokens = ctx.prompt_tokens or estimate_prompt_tokens(ctx.body)
+    entry.metadata["partial"] = True
+    if team_logging.logging_disabled(ctx.principal.team):
+        team_logging.scrub(entry)
+    return inflight.payload(entry, ctx.route.price if ctx.route else None, ctx.admission)
+
+
+def _entry(ctx: RequestContext, has_usage: bool) -> SpendRecord:
+    route, principal = ctx.route, ctx.principal
+    return SpendRecord(
         request_id=ctx.response_id or ctx.call_id, call_id=ctx.call_id,
         call_type=CALL_TYPES.get(ctx.call_type, ctx.call_type),
         status="failure" if ctx.error else "success",
@@ -82,14 +114,6 @@ def record_call(ctx: RequestContext) -> None:
         spend=(ctx.spend if ctx.spend_known else None) if has_usage else 0.0,
         request_tags=ctx.tags, metadata=_metadata(ctx), requester_ip_address=ctx.requester_ip,
     )
-    if metrics_on():
-        metrics.observe_call(_metrics_sample(ctx, entry))
-    if team_logging.logging_disabled(principal.team):
-        team_logging.scrub(entry)   # the team switched logging off (GDPR): no content kept, none sent
-    record(entry)
-    targets = _log_targets(ctx, failed=ctx.error is not None)
-    if targets:
-        team_logging.submit(targets, _log_event(ctx, entry))
 
 
 def metrics_on() -> bool:

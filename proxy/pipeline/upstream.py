@@ -18,9 +18,10 @@ from proxy.pipeline.attempts import call_upstream
 from proxy.pipeline.admission import settle_call
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.limits import MB, check_response_size, response_limit_bytes, response_too_large
-from proxy.pipeline.record import content_logged, price_call, record_call
+from proxy.pipeline.record import content_logged, in_flight_entry, price_call, record_call
 from proxy.router import Route
 from proxy.tokens import estimate_prompt_tokens, estimate_tokens_of_chars
+from spend import inflight
 
 _DONE = b"data: [DONE]\n\n"
 
@@ -118,11 +119,16 @@ async def _relay(ctx: RequestContext, chunks: AsyncIterator[dict], first: dict |
                  wants_usage: bool) -> AsyncIterator[bytes]:
     streamed_chars, relayed, limit = 0, 0, response_limit_bytes()
     task = draining.track()  # cancelled at shutdown if still running past the graceful timeout
+    journal, in_flight = inflight.current, None   # with Redis: this process's death loses no stream
     try:
         check = guardrails.chunk_check(ctx)
         chunk = first
         while chunk is not None:
             streamed_chars += _observe(ctx, chunk)
+            if journal is not None:
+                if in_flight is None:
+                    in_flight = journal.open(ctx.call_id, in_flight_entry(ctx))
+                in_flight.completion_tokens = ctx.completion_tokens or estimate_tokens_of_chars(streamed_chars)
             if check is not None:
                 check(chunk)
             chunk["model"] = ctx.model_group
@@ -154,6 +160,8 @@ async def _relay(ctx: RequestContext, chunks: AsyncIterator[dict], first: dict |
         await chunks.aclose()
         if ctx.release is not None:
             ctx.release()
+        if in_flight is not None and not await in_flight.close():
+            ctx.recorded, ctx.admission = True, None   # recorded and settled as an orphan by another instance
         record_call(ctx)
         draining.untrack(task)
         await settle_call(ctx)

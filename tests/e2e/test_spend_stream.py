@@ -1,6 +1,7 @@
 """Nothing lost (docs/spend.md): with Redis configured, spend records pass through a Redis stream. Redis is
 killed and restarted under load, and a gateway is killed with SIGKILL under load: every request a client
-saw answered still ends up with exactly one spend row, and the key's spend equals the sum of its rows.
+saw answered still ends up with exactly one spend row, and the key's spend equals the sum of its rows; a
+stream in flight at the kill gets exactly one row too, a failed (partial) call (the in-flight journal).
 
 Redis here is a private server on a free port (append-only file, fsync always), never the shared one.
 """
@@ -158,7 +159,8 @@ def test_a_redis_restart_under_load_loses_no_spend_row_and_counts_none_twice(e2e
 def test_a_gateway_killed_under_load_loses_no_answered_spend_row(e2e_dir, tmp_path, upstream_server, redis_server):
     database_url, drop = _fresh_database_url(e2e_dir)
     base = {"REDIS_URL": redis_server.url, "GATEWAY_REDIS_PREFIX": f"test-{uuid.uuid4().hex}:",
-            "GATEWAY_DATA_DIR": str(tmp_path / "data"), "GATEWAY_SPEND_STREAM_CLAIM_IDLE": "2"}
+            "GATEWAY_DATA_DIR": str(tmp_path / "data"), "GATEWAY_SPEND_STREAM_CLAIM_IDLE": "2",
+            "GATEWAY_INFLIGHT_TIMEOUT": "2"}
     # The first instance writes to the database rarely: when it is killed, most answered requests are
     # in the stream only (read and unacknowledged, or not read yet). Without the stream they would be lost.
     slow_writer = {**base, "GATEWAY_SPEND_FLUSH_INTERVAL": "30", "GATEWAY_SPEND_BATCH_SIZE": "100000"}
@@ -200,13 +202,15 @@ def test_a_gateway_killed_under_load_loses_no_answered_spend_row(e2e_dir, tmp_pa
         assert not [f for f in load.failures if not f.startswith("connection")], load.failures
 
         with launch_gateway(e2e_dir, cfg, name="stream-successor", env=base, database_url=database_url) as gw:
+            # The stream in flight at the kill is recorded by the successor from the in-flight journal
+            # (once the killed processes' heartbeats expired): one failed, partial row.
+            orphan = gw.spend_row(stream_ids[0])
+            assert orphan["status"] == "failure" and orphan["metadata"]["partial"] is True
             # An answer's record reaches Redis a few milliseconds after the answer (GATEWAY_SPEND_STREAM_INTERVAL,
             # docs/spend.md): the last answers before the kill may have no row (never two). A second is
             # far more than that window, even on a busy machine.
             rows = assert_exactly_one_row_per_answer(gw, key, load.answered_before(killed_at - WINDOW_MARGIN))
-            # The stream in flight at the kill produced no record (a record is made when a stream ends):
-            # it has no row at all, never two.
-            assert stream_ids and stream_ids[0] not in {row["request_id"] for row in rows}
+            assert [row["request_id"] for row in rows].count(stream_ids[0]) == 1
     finally:
         drop()
 
@@ -251,3 +255,128 @@ def test_entries_a_killed_gateway_held_during_a_database_outage_are_written_by_i
     finally:
         cut_off(name, allowed=True)
         drop()
+
+
+def test_a_stream_in_flight_when_its_gateway_is_killed_is_recorded_once_as_a_partial_failure(
+        e2e_dir, tmp_path, upstream_server, redis_server):
+    """SIGKILL mid-stream (the OOM killer, kill -9 after the grace period): the gateway's successor records
+    the stream from the in-flight journal (spend/inflight.py) as one failed, partial call, charged to the
+    key's and the team's budgets. A stream that finished before the kill keeps its one success row.
+
+    The bound on the orphan's completion tokens: the test waits until the checkpoint in Redis covers what
+    the client had received at that moment (C content characters, estimated at ceil(C / 4) tokens, the
+    gateway's estimate for a stream without usage), then kills. The row has at least that many, and at most
+    the estimate of the whole reply (the gateway may have relayed a few more chunks before it died)."""
+    database_url, drop = _fresh_database_url(e2e_dir)
+    prefix = f"test-{uuid.uuid4().hex}:"
+    env = {"REDIS_URL": redis_server.url, "GATEWAY_REDIS_PREFIX": prefix, "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+           "GATEWAY_INFLIGHT_TIMEOUT": "2", "GATEWAY_INFLIGHT_CHECKPOINT_INTERVAL": "0.5"}
+    cfg = config(upstream_server.base_url)
+    sync = redis_server.client()
+
+    def budget_counter(scope: str) -> tuple[list[int], list[int]]:
+        """nano-USD spent, and still reserved by calls in flight, in a budget's counters."""
+        return tuple([int(sync.get(name)) for name in sync.scan_iter(match=f"{prefix}{kind}:{scope}:budget:*")]
+                     for kind in ("spent", "reserved"))
+
+    def checkpoint() -> int:
+        """The completion tokens of the (one) stream checkpointed in Redis; 0 before the first."""
+        values = [int(value.split()[0]) for name in sync.keys(f"{prefix}inflight:*:progress:*")
+                  for value in sync.hvals(name)]
+        return max(values, default=0)
+
+    try:
+        with launch_gateway(e2e_dir, cfg, name="inflight-killed", env=env, database_url=database_url) as gw:
+            team_id = gw.admin("POST", "/team/new", json={"max_budget": 100.0}).json()["team_id"]
+            key = gw.new_key(team_id=team_id, max_budget=50.0)
+            client = gw.sdk(api_key=key, timeout=30)
+            finished = [chunk.id for chunk in client.chat.completions.create(model="priced", messages=HI,
+                                                                           stream=True)][0]
+
+            upstream_server.behave(chunk_delay_ms=250, reply=LONG_REPLY)   # ~15 s for the whole reply
+            seen: list[int] = []   # content characters received, after each chunk
+            stream_id: list[str] = []
+            call_id: list[str] = []
+            cut = threading.Event()
+
+            def slow_stream() -> None:
+                chars = 0
+                try:
+                    raw = client.chat.completions.with_raw_response.create(model="priced", messages=HI, stream=True)
+                    call_id.append(raw.headers["x-litellm-call-id"])
+                    for chunk in raw.parse():
+                        stream_id[:] = [chunk.id]
+                        if chunk.choices and chunk.choices[0].delta.content:
+                            chars += len(chunk.choices[0].delta.content)
+                            seen.append(chars)
+                except (openai.APIConnectionError, httpx2.TransportError):
+                    cut.set()   # cut off by the kill, as expected
+
+            streamer = threading.Thread(target=slow_stream, daemon=True)
+            streamer.start()
+            wait_for(lambda: len(seen) >= 8, timeout=30)
+            received = seen[-1]
+            wanted = -(-received // 4)
+            wait_for(lambda: checkpoint() >= wanted, timeout=10)
+            os.killpg(gw.process.pid, signal.SIGKILL)   # the whole group: server and workers
+            streamer.join(timeout=15)
+            assert cut.is_set() and len(seen) < len(LONG_REPLY.split())   # it was still in flight
+            upstream_server.reset()
+
+        with launch_gateway(e2e_dir, cfg, name="inflight-successor", env=env, database_url=database_url) as gw:
+            row = gw.spend_row(stream_id[0])   # waits for the sweep (the heartbeat expires after 2 s)
+            assert row["litellm_call_id"] == call_id[0] and row["status"] == "failure"
+            assert row["metadata"]["partial"] is True
+            assert row["metadata"]["error_information"]["error_code"] == "499"
+            assert row["metadata"]["error_information"]["error_message"] == "gateway process died mid-stream"
+            assert wanted <= row["completion_tokens"] <= -(-len(LONG_REPLY) // 4)
+            assert row["prompt_tokens"] > 0 and row["spend"] > 0
+            done = gw.spend_row(finished)
+            assert done["status"] == "success" and "partial" not in done["metadata"]
+            rows = rows_of(gw, key)
+            assert sorted(r["request_id"] for r in rows) == sorted([finished, stream_id[0]])   # one each
+            info = gw.admin("GET", "/key/info", params={"key": key}).json()["info"]
+            assert info["spend"] == pytest.approx(sum(r["spend"] for r in rows), rel=1e-9)
+            team = gw.admin("GET", "/team/info", params={"team_id": team_id}).json()
+            assert team["team_info"]["spend"] == pytest.approx(info["spend"], rel=1e-9)
+            # The budget counters in Redis: the orphan's reservation was settled to its cost, as a relay would.
+            for scope in (f"key:{rows[0]['api_key']}", f"team:{team_id}"):
+                spent, reserved = wait_for(lambda: (lambda c: c if c[1] == [0] else None)(budget_counter(scope)))
+                assert spent == [pytest.approx(info["spend"] * 1e9, abs=2)]
+            # Nothing of either stream is left open in Redis.
+            assert not [sync.hlen(name) for name in sync.keys(f"{prefix}inflight:*:calls:*") if sync.hlen(name)]
+    finally:
+        drop()
+
+
+def test_a_stream_cut_by_a_graceful_stop_is_recorded_by_its_own_process_and_leaves_no_orphan(
+        e2e_dir, tmp_path, upstream_server, redis_server):
+    """SIGTERM past GATEWAY_GRACEFUL_TIMEOUT with Redis: the cut stream is recorded as today (failure, 499,
+    the tokens streamed) and its open entry is removed with it, so no sweep can record it again."""
+    from tests.e2e.test_graceful_shutdown import StreamingClient, stored_rows
+
+    prefix = f"test-{uuid.uuid4().hex}:"
+    env = {"REDIS_URL": redis_server.url, "GATEWAY_REDIS_PREFIX": prefix, "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+           "GATEWAY_GRACEFUL_TIMEOUT": "1", "GATEWAY_INFLIGHT_CHECKPOINT_INTERVAL": "0.2"}
+    sync = redis_server.client()
+    upstream_server.behave(chunk_delay_ms=500, reply=LONG_REPLY)
+    try:
+        with launch_gateway(e2e_dir, config(upstream_server.base_url).replace("priced", "slow"), name="inflight-sigterm",
+                            env=env) as gw:
+            database_url = gw.process.env["DATABASE_URL"]
+            client = StreamingClient(gw.base_url)
+            client.start()
+            assert client.first.wait(10) and client.error is None
+            wait_for(lambda: sync.keys(f"{prefix}inflight:*:calls:*"))   # its open entry was handed over
+            gw.process.stop(timeout=30)   # SIGTERM, then waits for the exit
+            client.join(10)
+            assert gw.process.returncode == 0 and "[DONE]" not in client.events
+            rows = stored_rows(database_url)
+    finally:
+        upstream_server.reset()
+    assert len(rows) == 1
+    assert rows[0]["status"] == "failure" and rows[0]["completion_tokens"] > 0
+    assert rows[0]["metadata"]["error_information"]["error_code"] == "499"
+    assert "partial" not in rows[0]["metadata"]   # recorded by the relay itself, not as an orphan
+    assert not [name for name in sync.keys(f"{prefix}inflight:*") if sync.type(name) != b"none"
+                and (b":calls:" in name or b":alive:" in name or name.endswith(b":procs"))]
