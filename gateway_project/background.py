@@ -1,10 +1,10 @@
 """Embedded mode (no Redis): the gateway runs the periodic jobs itself, on an in-process schedule.
 
 The jobs are ``settings.GATEWAY_PERIODIC_JOBS``, the list Celery beat reads too, and each run calls
-the same task function a worker would. A thread started by the server's lifespan (``start``) runs
-them, and ``stop`` ends it at shutdown. With a broker (REDIS_URL) there is nothing to start: beat
-sends the jobs to a worker. Several server processes on one database elect one runner through a
-lock file, so a job does not run once per worker process.
+the function the worker's task calls (the job's ``run``, so Celery is not loaded here). A thread started
+by the server's lifespan (``start``) runs them, and ``stop`` ends it at shutdown. With a broker
+(REDIS_URL) there is nothing to start: beat sends the jobs to a worker. Several server processes on one
+database elect one runner through a lock file, so a job does not run once per worker process.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ class Job:
     name: str
     task: str      # dotted path of the Celery task
     every: float   # seconds
+    run: str = ""  # dotted path of the plain function the task calls (run here); the task itself if empty
 
 
 def duration_seconds(text: str) -> float:
@@ -49,7 +50,8 @@ def periodic_jobs(config: GatewayConfig | None = None) -> list[Job]:
     jobs = []
     for entry in settings.GATEWAY_PERIODIC_JOBS:
         every = (getattr(general, entry["every_from"], None) if entry.get("every_from") else None) or entry["every"]
-        jobs.append(Job(name=entry["name"], task=entry["task"], every=duration_seconds(every)))
+        jobs.append(Job(name=entry["name"], task=entry["task"], every=duration_seconds(every),
+                        run=entry.get("run", "")))
     return jobs
 
 
@@ -57,7 +59,7 @@ def run_job(job: Job) -> None:
     """One run, as a worker would do it; failures are logged (the next interval tries again)."""
     close_old_connections()
     try:
-        result = import_string(job.task)()
+        result = import_string(job.run or job.task)()
         logger.debug("job %s done: %s", job.name, result)
     except Exception:
         logger.exception("job %s failed; it runs again in %gs", job.name, job.every)

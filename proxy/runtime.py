@@ -27,7 +27,8 @@ from spend.stream import journal_for
 from spend.writer import writer
 
 if TYPE_CHECKING:
-    from proxy.pipeline.jwt import JwtAuth, NoJwtAuth
+    from proxy.pipeline.jwt import JwtAuth
+    from proxy.pipeline.nojwt import NoJwtAuth
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,17 @@ def build(config: GatewayConfig) -> Runtime:
     master = config.general_settings.master_key
     router = Router(config.model_list, clients=clients, default_timeout=request_timeout,
                     strategy=config.router_settings.routing_strategy, reliability=config.reliability)
-    from proxy.pipeline.jwt import jwt_auth_for  # here, not above: proxy.pipeline imports this module
+    # Imported here, not above: proxy.pipeline imports this module; and PyJWT with cryptography loads only
+    # when JWT auth is on.
+    if config.general_settings.enable_jwt_auth:
+        from proxy.pipeline.jwt import jwt_auth_for
+        jwt_auth = jwt_auth_for(config, clients)
+    else:
+        from proxy.pipeline.nojwt import NoJwtAuth
+        jwt_auth = NoJwtAuth()
     return Runtime(config=config, router=router, counters=_counters(),
                    clients=clients, master_key=master, master_key_digest=digest(master) if master else None,
-                   started_at=int(time.time()), jwt_auth=jwt_auth_for(config, clients))
+                   started_at=int(time.time()), jwt_auth=jwt_auth)
 
 
 def _counters() -> CounterStore:

@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from keys.hashing import to_digest
 from spend import spend_report
-from spend.api.serializers import SpendReportQuerySerializer
 
 
 def _report_response(query: dict) -> StreamingHttpResponse:
@@ -36,6 +35,10 @@ def spend_report_view(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied
     errors: dict = {}
     if "start_date" in request.GET:
+        # Here, not above: the URLconf imports this module, and DRF's serializers (with what DRF's compat
+        # module pulls in) would otherwise load in every worker before any admin request.
+        from spend.api.serializers import SpendReportQuerySerializer
+
         serializer = SpendReportQuerySerializer(data=request.GET)
         if serializer.is_valid():
             return _report_response(dict(serializer.validated_data))

@@ -258,6 +258,9 @@ class Alerter:
 
 
 def _dispatch_through_celery(alert: Alert) -> None:
+    # Here, not above: Celery loads only in a gateway that enqueues. The app first, so that the task
+    # binds to it (REDIS_URL), not to Celery's default app.
+    from gateway_project.celery import app  # noqa: F401
     from spend.tasks import alert_send  # a worker delivers (and retries); this thread only enqueues
 
     alert_send.delay(alert.as_dict())

@@ -1,19 +1,16 @@
-"""Celery tasks: thin, idempotent, retried on transient database trouble; the work is in services.
+"""Celery tasks: thin, idempotent, retried on transient database trouble; the work is in ``spend.jobs``
+and services.
 
 Beat sends the periodic ones (``settings.GATEWAY_PERIODIC_JOBS``); without Redis the gateway calls
-the same functions itself (``gateway_project/background.py``).
+the same functions of ``spend.jobs`` itself (``gateway_project/background.py``).
 """
 from __future__ import annotations
-
-from datetime import timedelta
 
 import httpx2
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
-from django.utils import timezone
 
-from gateway_project.config import get_config
-from spend import alerts, partitions, services
+from spend import alerts, jobs
 
 # Each of these is safe to run twice (and concurrently): a retry after a lost connection is harmless.
 TRANSIENT_DB = dict(autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, retry_backoff_max=300,
@@ -23,28 +20,24 @@ TRANSIENT_DB = dict(autoretry_for=(OperationalError, InterfaceError), retry_back
 @shared_task(**TRANSIENT_DB)
 def spend_logs_prune() -> int:
     """Delete spend logs older than general_settings.maximum_spend_logs_retention_period (if set)."""
-    period = get_config().general_settings.maximum_spend_logs_retention_period
-    if not period:
-        return 0
-    return services.spend_logs_prune(older_than=services.retention_cutoff(period, now=timezone.now()))
+    return jobs.spend_logs_prune()
 
 
 @shared_task(**TRANSIENT_DB)
 def spend_partitions_ensure() -> int:
     """PostgreSQL: create this month's and the next months' spend-log partitions; elsewhere nothing."""
-    return len(partitions.ensure_partitions(now=timezone.now()))
+    return jobs.spend_partitions_ensure()
 
 
 @shared_task(**TRANSIENT_DB)
 def budgets_reset() -> int:
-    return services.budgets_reset(now=timezone.now())
+    return jobs.budgets_reset()
 
 
 @shared_task(**TRANSIENT_DB)
 def spend_aggregate_daily() -> int:
     """Roll up yesterday (late rows included) and today so far."""
-    today = timezone.now().date()
-    return sum(services.spend_aggregate_daily(day=day) for day in (today - timedelta(days=1), today))
+    return jobs.spend_aggregate_daily()
 
 
 @shared_task(autoretry_for=(httpx2.HTTPError, OSError), retry_backoff=True, max_retries=5)

@@ -15,10 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import SuspiciousOperation
 from django.db import transaction
@@ -26,6 +24,7 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView
 from requests import RequestException
 
+from teams.admin_login import PASSWORD_LOGIN_OFF  # noqa: F401  (re-exported: the SSO tests read it here)
 from teams.models import User, UserRole
 
 logger = logging.getLogger("gateway.sso")
@@ -36,7 +35,6 @@ VIEWER_GROUP = "proxy_admin_viewer"
 NOT_ALLOWED = ("Your account ({username}) is not in a group allowed to use this admin. "
                "Ask your administrator to add you to one of the gateway's admin groups.")
 NO_USERNAME = "The identity provider did not send the {claim!r} claim, so the gateway cannot tell who you are."
-PASSWORD_LOGIN_OFF = "Password sign-in is turned off on this gateway. Use “Sign in with SSO”."
 SIGN_IN_FAILED = ("Sign-in with the identity provider did not complete. Try again; if it keeps failing, "
                   "ask your administrator (the reason is in the gateway's log).")
 
@@ -161,20 +159,3 @@ class GatewayOIDCCallbackView(OIDCAuthenticationCallbackView):
             messages.error(request, SIGN_IN_FAILED)
             return self.login_failure()
 
-
-class AdminLoginForm(AdminAuthenticationForm):
-    """The admin's login form; refuses every password sign-in when GATEWAY_ADMIN_PASSWORD_LOGIN is off
-    (the form is hidden then, and this holds for a POST sent by hand)."""
-
-    @property
-    def sso_enabled(self) -> bool:  # read by templates/admin/login.html
-        return settings.GATEWAY_SSO_ENABLED
-
-    @property
-    def password_login(self) -> bool:
-        return settings.GATEWAY_ADMIN_PASSWORD_LOGIN
-
-    def clean(self) -> dict[str, Any]:
-        if not settings.GATEWAY_ADMIN_PASSWORD_LOGIN:
-            raise forms.ValidationError(PASSWORD_LOGIN_OFF, code="password_login_off")
-        return super().clean()

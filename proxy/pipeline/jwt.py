@@ -32,6 +32,7 @@ from gateway_project.errors import AuthenticationError, PermissionDeniedError, S
 from proxy.http import ClientPool
 from proxy.pipeline.auth import blocked_team_message
 from proxy.pipeline.context import Principal
+from proxy.pipeline.nojwt import NoJwtAuth
 from teams.cache import TeamRecord, team_lookup
 from teams.models import UserRole
 
@@ -451,16 +452,6 @@ class JwtAuth:
                                 options={"require": ["exp"], "verify_aud": self.audience is not None})
         except pyjwt.PyJWTError as exc:
             raise AuthenticationError(failure_message(exc)) from None
-
-
-class NoJwtAuth:
-    """JWT auth switched off: no bearer token is taken for a JWT, every one goes to the key path."""
-
-    def handles(self, raw: str) -> bool:
-        return False
-
-    async def authenticate(self, raw: str) -> Principal:
-        raise AssertionError("JWT auth is off; handles() said no")
 
 
 # Built once per process (proxy.runtime) ---------------------------------------------------------

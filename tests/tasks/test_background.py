@@ -1,6 +1,9 @@
 """Embedded mode: without a broker the gateway runs the periodic jobs itself, from the same list."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -9,7 +12,7 @@ from django.utils import timezone
 from gateway_project import background
 from gateway_project.background import FIRST_RUN_AFTER, Job, NoScheduler, RunnerLock, Scheduler
 from spend.models import SpendLog
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import ROOT, wait_for
 from tests.tasks.conftest import spend_log
 
 
@@ -30,6 +33,25 @@ def test_the_jobs_come_from_the_settings_list(general_settings):
                     "budgets-reset": ("spend.tasks.budgets_reset", 60.0),
                     "spend-aggregate-daily": ("spend.tasks.spend_aggregate_daily", 900.0),
                     "spend-partitions-ensure": ("spend.tasks.spend_partitions_ensure", 43200.0)}
+
+
+def test_the_embedded_runner_calls_what_the_tasks_call_without_loading_celery():
+    # A fresh interpreter: this one may have loaded Celery for other tests.
+    script = """
+import sys, django
+django.setup()
+from django.utils.module_loading import import_string
+from gateway_project.background import periodic_jobs
+for job in periodic_jobs():
+    assert job.run, job.name
+    assert job.task.rsplit(".", 1)[1] == job.run.rsplit(".", 1)[1], job
+    import_string(job.run)
+assert "celery" not in sys.modules, "the embedded scheduler loaded Celery"
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "DJANGO_SETTINGS_MODULE": "gateway_project.settings"})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 def test_the_configured_retention_interval_wins(general_settings):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import uvicorn
 from django.conf import settings
+from django.core.checks import Tags
+from django.core.checks.registry import registry as check_registry
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
@@ -37,7 +39,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         self._apply_config(options["config"])
-        self.check(display_num_errors=True)
+        self.check(tags=serve_time_check_tags(), display_num_errors=True)
         migrate = options["migrate"]
         if migrate is None:
             migrate = settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
@@ -56,6 +58,7 @@ class Command(BaseCommand):
         try:
             uvicorn.run("gateway_project.asgi:application", host=options["host"], port=options["port"],
                         workers=options["workers"], lifespan="on", log_level=options["log_level"],
+                        ws="none",  # no WebSocket routes: the websockets package is not loaded
                         server_header=False, proxy_headers=False,
                         timeout_graceful_shutdown=settings.GATEWAY_GRACEFUL_TIMEOUT,
                         timeout_keep_alive=settings.GATEWAY_KEEPALIVE_TIMEOUT)
@@ -92,6 +95,17 @@ class Command(BaseCommand):
             get_config()
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
+
+
+# Checks of the code itself, not of this deployment: they load every view, template tag library and admin
+# class (with one worker this process serves, and would carry them all, about 13 MB; docs/performance.md
+# "Memory"). `manage.py check` and the test suite run them.
+CODE_CHECK_TAGS = {Tags.admin, Tags.templates, Tags.urls}
+
+
+def serve_time_check_tags() -> list[str]:
+    """The check tags run before serving: the config (gateway.*), settings, database, caches, models..."""
+    return sorted(set(check_registry.tags_available()) - CODE_CHECK_TAGS)
 
 
 def worker_count(requested: int | None) -> int:
