@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.monitor import Monitor, rss_bytes, tree
+from tests.servers.database import fresh_database
 from tests.servers.process import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,26 +79,7 @@ def model_list(upstream: str, latencies: list[int]) -> str:
 
 def bench_database(log_dir: Path) -> tuple[str, callable]:
     """(DATABASE_URL for the gateway, drop) — a fresh PostgreSQL database when DATABASE_URL is PostgreSQL."""
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        return f"sqlite:///{log_dir / 'bench.sqlite3'}", lambda: None
-    import dj_database_url
-    import psycopg
-    parts = dj_database_url.parse(url)
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = dict(host=parts["HOST"] or "127.0.0.1", port=parts["PORT"] or 5432, user=parts["USER"] or "postgres",
-                 password=parts["PASSWORD"] or None, dbname="postgres", autocommit=True)
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(**admin) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    auth = parts["USER"] or "postgres"
-    if parts["PASSWORD"]:
-        auth += f":{parts['PASSWORD']}"
-    return f"postgres://{auth}@{admin['host']}:{admin['port']}/{name}", drop
+    return fresh_database("bench", log_dir)
 
 
 def post_json(url: str, body: dict, key: str) -> dict:

@@ -13,6 +13,7 @@ Guardrails that also look at the answer implement ``post_call`` (a buffered resp
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -63,7 +64,7 @@ class Call:
         return permissions if isinstance(permissions, Mapping) else {}
 
 
-class Guardrail:
+class Guardrail(ABC):
     """Base class of every guardrail; a subclass sets ``name`` and implements ``pre_call``."""
 
     name: ClassVar[str]
@@ -79,8 +80,9 @@ class Guardrail:
         """Whether a guardrail switched on for everyone (``callbacks``) runs for this call."""
         return True
 
+    @abstractmethod
     async def pre_call(self, call: Call) -> None:
-        raise NotImplementedError
+        """Check (and possibly rewrite) the request before the upstream call; raise to refuse it."""
 
     async def post_call(self, call: Call, response: dict[str, Any]) -> None:
         """Check a buffered answer; raise to refuse it."""

@@ -128,8 +128,11 @@ class BlockActions:
 
     actions = ("block_selected", "unblock_selected")
 
-    def set_blocked(self, request: HttpRequest, pk: Any, *, blocked: bool) -> None:
-        raise NotImplementedError
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Each admin says how one row is blocked: set_blocked(request, pk, *, blocked) through its service.
+        super().__init_subclass__(**kwargs)
+        if not callable(getattr(cls, "set_blocked", None)):
+            raise TypeError(f"{cls.__name__} uses BlockActions but defines no set_blocked(request, pk, *, blocked)")
 
     @admin.action(description="Block selected %(verbose_name_plural)s", permissions=["change"])
     def block_selected(self, request: HttpRequest, queryset: QuerySet) -> None:

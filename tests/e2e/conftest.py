@@ -9,19 +9,17 @@ from __future__ import annotations
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import dj_database_url
 import httpx2
 import openai
-import psycopg
 import pytest
 
 from tests.servers.fake_upstream import StandInClient
+from tests.servers.database import fresh_database
 from tests.servers.process import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,24 +43,7 @@ def wait_for(check: Callable[[], T], *, timeout: float = 10.0, interval: float =
 
 def _fresh_database_url(tmp_dir: Path) -> tuple[str, Callable[[], None]]:
     """A database for the live gateway, and how to drop it."""
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        return f"sqlite:///{tmp_dir / f'gateway-e2e-{uuid.uuid4().hex[:10]}.sqlite3'}", lambda: None
-    parts = dj_database_url.parse(url)
-    name = f"gateway_e2e_{uuid.uuid4().hex[:10]}"
-    admin = dict(host=parts["HOST"] or "127.0.0.1", port=parts["PORT"] or 5432, user=parts["USER"] or "postgres",
-                 password=parts["PASSWORD"] or None, dbname="postgres", autocommit=True)
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(**admin) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    auth = parts["USER"] or "postgres"
-    if parts["PASSWORD"]:
-        auth += f":{parts['PASSWORD']}"
-    return f"postgres://{auth}@{admin['host']}:{admin['port']}/{name}", drop
+    return fresh_database("gateway_e2e", tmp_dir)
 
 
 @pytest.fixture(scope="session")

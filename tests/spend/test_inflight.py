@@ -15,6 +15,7 @@ from spend.stream import GROUP, RedisJournal
 from spend.writer import SpendWriter, write_batch
 from tests.factories import spend_record
 from tests.servers.redis_server import PrivateRedis
+from tests.spend.waiting import closing, until
 
 PRICE = Price(input_cost_per_token=0.000001, output_cost_per_token=0.000002)
 
@@ -44,26 +45,6 @@ def opened(record) -> bytes:
     record.metadata = {"status": "failure", "partial": True,
                        "error_information": {"error_code": "499", "error_message": ORPHAN_ERROR}}
     return payload(record, PRICE, None)
-
-
-async def until(check, timeout: float = 10.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await asyncio.to_thread(closing(check))
-        if value:
-            return value
-        assert loop.time() < deadline, f"condition not met within {timeout}s (last value: {value!r})"
-        await asyncio.sleep(0.02)
-
-
-def closing(function):
-    def run():
-        try:
-            return function()
-        finally:
-            connections.close_all()
-    return run
 
 
 async def consume(stream: RedisJournal, wanted: int, sync) -> None:

@@ -13,6 +13,7 @@ from spend.stream import GROUP, NullJournal, RedisJournal
 from spend.writer import SpendWriter
 from tests.factories import spend_record
 from tests.servers.redis_server import PrivateRedis
+from tests.spend.waiting import until
 
 
 @pytest.fixture(scope="module")
@@ -31,29 +32,6 @@ def journal(url: str, **overrides) -> RedisJournal:
     options = dict(interval=0.005, claim_idle=0.2, batch_size=500, flush_interval=0.05)
     options.update(overrides)
     return RedisJournal(url, f"test-{uuid.uuid4().hex}:spend-events", **options)
-
-
-async def until(check, timeout: float = 10.0):
-    """Call ``check`` (blocking: on a thread) until it returns something truthy."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await asyncio.to_thread(closing(check))
-        if value:
-            return value
-        assert loop.time() < deadline, f"condition not met within {timeout}s (last value: {value!r})"
-        await asyncio.sleep(0.02)
-
-
-def closing(function):
-    """``function`` run on a worker thread, that thread's database connection closed afterwards (the test
-    database is dropped at the end of the session)."""
-    def run():
-        try:
-            return function()
-        finally:
-            connections.close_all()
-    return run
 
 
 async def stop(writer: SpendWriter) -> None:
