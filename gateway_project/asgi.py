@@ -52,6 +52,9 @@ class LifespanApp:
             elif message["type"] == "lifespan.shutdown":
                 if left := await draining.cancel_running(self.DRAIN_SECONDS):
                     logger.error("shutdown: %d calls did not unwind; their spend rows may be missing", left)
+                if left := await draining.wait_closing(self.DRAIN_SECONDS):
+                    logger.error("shutdown: %d calls were still being recorded; their spend rows may be missing",
+                                 left)
                 if self.limiter is not None and not await self.limiter.drained(self.DRAIN_SECONDS):
                     logger.error("shutdown: %d requests still unwinding; their spend rows may be missing",
                                  self.limiter.in_flight)

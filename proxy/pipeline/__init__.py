@@ -59,4 +59,5 @@ async def run(ctx: RequestContext, raw_body: bytes, validate: Callable[[dict[str
         draining.untrack(task)
         if ctx.error is not None or not ctx.stream:
             record_call(ctx)
-            await admission.settle_call(ctx)
+            if ctx.admission is not None:   # a client hanging up now must not leave the reservation held
+                await draining.to_the_end(admission.settle_call(ctx))

@@ -154,14 +154,22 @@ async def _relay(ctx: RequestContext, chunks: AsyncIterator[dict], first: dict |
                                   type="stream_interrupted")
         raise
     finally:
+        draining.untrack(task)
         ctx.upstream_seconds = time.perf_counter() - (ctx.upstream_started or ctx.started)
         if not ctx.prompt_tokens and not ctx.completion_tokens:
             _estimate_usage(ctx, streamed_chars)  # the upstream sent no usage
+        # The client may hang up now that it has [DONE]: what follows is not cut short by that.
+        await draining.to_the_end(_close_stream(ctx, chunks, in_flight))
+
+
+async def _close_stream(ctx: RequestContext, chunks: AsyncIterator[dict], in_flight: inflight.OpenCall | None) -> None:
+    """A relay's books: the upstream response closed, the stream recorded once, its reservation settled."""
+    try:
         await chunks.aclose()
+    finally:
         if ctx.release is not None:
             ctx.release()
         if in_flight is not None and not await in_flight.close():
             ctx.recorded, ctx.admission = True, None   # recorded and settled as an orphan by another instance
         record_call(ctx)
-        draining.untrack(task)
         await settle_call(ctx)

@@ -330,10 +330,17 @@ async def _relay(ctx: RequestContext, upstream: httpx2.Response, limit: int | No
                            type(exc).__name__)
         raise
     finally:
-        ctx.upstream_seconds = time.perf_counter() - (ctx.upstream_started or ctx.started)
-        await upstream.aclose()
-        record_call(ctx)
         draining.untrack(task)
+        ctx.upstream_seconds = time.perf_counter() - (ctx.upstream_started or ctx.started)
+        # The client may hang up now that it has the body: the call is recorded all the same.
+        await draining.to_the_end(_close_relay(ctx, upstream))
+
+
+async def _close_relay(ctx: RequestContext, upstream: httpx2.Response) -> None:
+    try:
+        await upstream.aclose()
+    finally:
+        record_call(ctx)
 
 
 __all__ = ["Mount", "checked_subpath", "forwarded_subpath", "outbound_headers", "relayed_headers",

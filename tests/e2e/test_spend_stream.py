@@ -339,6 +339,10 @@ def test_a_stream_in_flight_when_its_gateway_is_killed_is_recorded_once_as_a_par
             assert info["spend"] == pytest.approx(sum(r["spend"] for r in rows), rel=1e-9)
             team = gw.admin("GET", "/team/info", params={"team_id": team_id}).json()
             assert team["team_info"]["spend"] == pytest.approx(info["spend"], rel=1e-9)
+            # The budget counters in Redis: the orphan's reservation was settled to its cost, as a relay would.
+            for scope in (f"key:{rows[0]['api_key']}", f"team:{team_id}"):
+                spent, reserved = wait_for(lambda: (lambda c: c if c[1] == [0] else None)(budget_counter(scope)))
+                assert spent == [pytest.approx(info["spend"] * 1e9, abs=2)]
             # Nothing of either stream is left open in Redis.
             assert not [sync.hlen(name) for name in sync.keys(f"{prefix}inflight:*:calls:*") if sync.hlen(name)]
     finally:
