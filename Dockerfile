@@ -5,6 +5,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
     GATEWAY_DATA_DIR=/app/var
 
 WORKDIR /app
+# The runtime only: the test and bench tools (requirements-test.txt) stay out of the image.
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 

@@ -13,10 +13,12 @@ PYTEST_ARGS ?=
 
 .PHONY: run worker beat test test-postgres test-sqlite install clean bench bench-smoke bench-soak
 
-$(STAMP): requirements.txt
+# .venv serves both `make run` and the tests: the runtime (requirements.txt) plus the test and bench tools
+# (requirements-test.txt, which includes requirements.txt). The production image installs the runtime only.
+$(STAMP): requirements.txt requirements-test.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-test.txt
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -44,8 +46,9 @@ test-postgres: $(STAMP)
 test-sqlite: $(STAMP)
 	DATABASE_URL=sqlite:///$(CURDIR)/var/test.sqlite3 $(PY) -m pytest $(PYTEST_ARGS)
 
-## Benchmark vs direct and the LiteLLM proxy (docs/performance.md; installs wrk via apt and LiteLLM into
-## bench/.venv-litellm); BENCH_ARGS narrows it, e.g. BENCH_ARGS='--concurrency 10 --repeats 1'
+## Benchmark vs direct and the LiteLLM proxy (docs/performance.md; installs wrk via apt, LiteLLM into
+## bench/.venv-litellm and the gateway's runtime requirements alone into bench/.venv-gateway, which is what
+## it measures); BENCH_ARGS narrows it, e.g. BENCH_ARGS='--concurrency 10 --repeats 1'
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 BENCH_ARGS ?=
 bench: $(STAMP)

@@ -7,8 +7,10 @@ interleaved in one run.
 
 The gateway runs on its production path: a database-backed virtual key (not the master key) with a budget,
 rpm and tpm limits, spend logging on, priced model; on PostgreSQL when DATABASE_URL points there (a database
-``bench_<random>`` is created and dropped), on SQLite otherwise; with Redis when REDIS_URL is set. The LiteLLM
-proxy (bench/install-litellm.sh) runs with its master key and no database, its lightest path.
+``bench_<random>`` is created and dropped), on SQLite otherwise; with Redis when REDIS_URL is set; from
+bench/.venv-gateway, which holds requirements.txt only, as the production image does (bench/install-gateway.sh;
+a --smoke run uses it when it is there and up to date, else this interpreter; --gateway-python overrides).
+The LiteLLM proxy (bench/install-litellm.sh) runs with its master key and no database, its lightest path.
 
 Every measured point is (upstream latency, streaming, concurrency); each point is run ``--repeats`` times,
 the three targets in rotated order inside every repeat, and the median of the repeats is quoted.
@@ -41,6 +43,7 @@ from tests.servers.process import ServerProcess, free_port
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 LITELLM_BIN = BENCH / ".venv-litellm" / "bin" / "litellm"
+GATEWAY_VENV = BENCH / ".venv-gateway"  # requirements.txt only (bench/install-gateway.sh)
 MASTER_KEY = "sk-bench-master-0000"
 UPSTREAM_KEY = "sk-bench-upstream"
 CHUNKS = 20
@@ -89,8 +92,20 @@ def post_json(url: str, body: dict, key: str) -> dict:
         return json.loads(response.read())
 
 
-def start_gateway(log_dir: Path, upstream: str, latencies: list[int], workers: int, database_url: str
-                  ) -> tuple[ServerProcess, Target]:
+def gateway_python(args) -> tuple[str, str]:
+    """(interpreter, what it is) for the gateway under test: the runtime-only venv, installed for a real run."""
+    if args.gateway_python:
+        return args.gateway_python, f"{args.gateway_python} (--gateway-python)"
+    if not args.smoke:
+        subprocess.run(["bash", str(BENCH / "install-gateway.sh")], check=True)
+    installed = GATEWAY_VENV / "requirements.txt"  # written by install-gateway.sh once the install finished
+    if installed.exists() and installed.read_bytes() == (ROOT / "requirements.txt").read_bytes():
+        return str(GATEWAY_VENV / "bin" / "python"), "bench/.venv-gateway (requirements.txt only)"
+    return sys.executable, f"{sys.executable} (the bench's own environment, test packages included)"
+
+
+def start_gateway(log_dir: Path, upstream: str, latencies: list[int], workers: int, database_url: str,
+                  python: str = sys.executable) -> tuple[ServerProcess, Target]:
     config = log_dir / "gateway.yaml"
     config.write_text(model_list(upstream, latencies) + f"general_settings:\n  master_key: {MASTER_KEY}\n")
     port = free_port()
@@ -99,7 +114,7 @@ def start_gateway(log_dir: Path, upstream: str, latencies: list[int], workers: i
     env.pop("GATEWAY_MASTER_KEY", None)
     if env.get("REDIS_URL"):  # rate-limit counters and caches in Redis, apart from any other deployment's
         env["GATEWAY_REDIS_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}:"
-    process = ServerProcess([sys.executable, "manage.py", "gateway", "--config", str(config), "--port", str(port),
+    process = ServerProcess([python, "manage.py", "gateway", "--config", str(config), "--port", str(port),
                              "--migrate", "--workers", str(workers), "--log-level", "warning"],
                             log_dir=log_dir, name="gateway", env=env, cwd=ROOT).start()
     base = f"http://127.0.0.1:{port}"
@@ -313,13 +328,12 @@ def machine() -> dict:
             "kernel": platform.release(), "python": platform.python_version()}
 
 
-def versions(use_litellm: bool) -> dict:
-    found = {}
-    for module in ("django", "uvicorn", "uvloop", "httptools", "orjson"):
-        try:
-            found[module] = __import__(module).__version__
-        except (ImportError, AttributeError):
-            pass
+def versions(use_litellm: bool, python: str = sys.executable) -> dict:
+    """Versions of the gateway's server stack (in the gateway's environment), LiteLLM and wrk."""
+    out = subprocess.run([python, "-c", "import importlib.metadata as m, json; print(json.dumps({n: m.version(n) "
+                          "for n in ('django', 'uvicorn', 'uvloop', 'httptools', 'orjson')}))"],
+                         capture_output=True, text=True)
+    found = json.loads(out.stdout) if out.returncode == 0 else {}
     if use_litellm:
         out = subprocess.run([str(LITELLM_BIN.parent / "python"), "-c", "import importlib.metadata as m;"
                               "print(m.version('litellm'))"], capture_output=True, text=True)
@@ -346,6 +360,7 @@ def markdown(report: dict) -> str:
     lines.append(f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, Linux {m['kernel']}, Python "
                  f"{m['python']}. Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".")
     loads = report["matrix"]["load_average"]
+    lines.append(f"Gateway environment: {report['gateway_python']}.")
     lines.append(f"Load average (1 min) during the run: from {loads[0][0]:.2f} to max "
                  f"{max(l[0] for l in loads):.2f} (other jobs shared the machine).")
     lines.append("")
@@ -399,6 +414,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--requests", type=int, default=None, help="requests per measurement instead of a duration")
     parser.add_argument("--workers", type=int, default=1, help="worker processes of each proxy (default 1)")
+    parser.add_argument("--gateway-python", metavar="PATH", help="serve the gateway with this interpreter instead "
+                                                                 "of bench/.venv-gateway (requirements.txt only)")
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results")
     parser.add_argument("--docs", type=Path, default=None,
                         help="Markdown file whose results block is replaced (default docs/performance.md for a "
@@ -421,6 +438,8 @@ def main(argv: list[str] | None = None) -> dict:
     if use_litellm:
         subprocess.run(["bash", str(BENCH / "install-litellm.sh")], check=True)
     use_wrk = not args.no_wrk and shutil.which("wrk") is not None
+    python, environment = gateway_python(args)
+    print(f"gateway environment: {environment}", flush=True)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -435,11 +454,12 @@ def main(argv: list[str] | None = None) -> dict:
         upstream_base = f"http://127.0.0.1:{port}"
         direct = Target("direct", upstream_base, upstream.pid, None)
         latencies = sorted(set(args.latency) | {0})
-        gateway_process, gateway = start_gateway(work, upstream_base, latencies, args.workers, database_url)
+        gateway_process, gateway = start_gateway(work, upstream_base, latencies, args.workers, database_url, python)
         processes.append(gateway_process)
         report: dict = {"started": started, "command": "python -m bench " + " ".join(argv if argv is not None
                                                                                       else sys.argv[1:]),
-                        "machine": machine(), "versions": versions(use_litellm), "workers": args.workers,
+                        "machine": machine(), "versions": versions(use_litellm, python), "workers": args.workers,
+                        "gateway_python": environment,
                         "repeats": args.repeats, "duration": args.duration, "requests": args.requests,
                         "generator": "wrk (non-streamed) + asyncio (streamed)" if use_wrk else "asyncio",
                         "database": database_url.split("://")[0], "redis": bool(os.environ.get("REDIS_URL"))}

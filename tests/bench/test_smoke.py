@@ -4,6 +4,7 @@ here: the machines are shared; the benchmark itself reports it (docs/performance
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -42,6 +43,10 @@ def test_smoke_writes_json_results_and_the_markdown_table(smoke):
     [saved] = results.glob("smoke-*.json")
     assert json.loads(saved.read_text())["matrix"]["points"] == json.loads(json.dumps(report["matrix"]["points"]))
     assert report["database"] in ("postgres", "sqlite")
+    # Which environment served the gateway: the runtime-only venv when installed, else this interpreter.
+    assert report["gateway_python"] in ("bench/.venv-gateway (requirements.txt only)",
+                                        f"{sys.executable} (the bench's own environment, test packages included)")
+    assert f"Gateway environment: {report['gateway_python']}." in docs.read_text()
     text = docs.read_text()
     assert text.startswith("# Performance\n\nbefore\n") and text.endswith(f"{bench.RESULTS_END}\nafter\n")
     assert "old table" not in text
