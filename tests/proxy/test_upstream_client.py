@@ -1,14 +1,20 @@
-"""The upstream client's network layer (proxy/http.py: httpx2 and httpcore2's pool on an asyncio protocol),
-over real sockets against a bare HTTP/1.1 server (tests/servers/raw_http.py) that counts connections:
-reuse, server-closed idle connections, timeouts, refused connections, large bodies both ways,
-cancellation, streams that end with [DONE], and TLS."""
+"""The upstream client's transport (proxy/http.py: httpx2 over our own pool and httptools-parsed HTTP/1.1
+connections), over real sockets: a bare HTTP/1.1 server in a process of its own (tests/servers/raw_http.py)
+that counts connections — reuse, server-closed idle connections, timeouts, refused connections, large
+bodies both ways, cancellation, streams that end with [DONE], TLS — and scripted servers in the test's own
+event loop that send exact bytes: responses split byte by byte, Connection: close, HTTP/1.0, HEAD/204/304,
+1xx, bodies until close, malformed responses, pool limits and keep-alive expiry, streamed request bodies."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import hashlib
 import ipaddress
 import ssl
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
@@ -285,5 +291,466 @@ def test_tls_upstream(tls_upstream: tuple[str, str]) -> None:
         async with httpx2.AsyncClient(transport=UpstreamTransport(limits=limits), trust_env=False) as client:
             with pytest.raises(httpx2.ConnectError):
                 await client.get(f"{base}/health")
+
+    run(main)
+
+
+# Scripted servers: real sockets on 127.0.0.1 in the test's own event loop, answering with exact bytes ---
+
+
+@dataclass
+class Seen:
+    """What a scripted server saw: one entry per connection, the requests on it, and which the client closed."""
+
+    connections: list[list[tuple[bytes, bytes]]] = field(default_factory=list)
+    closed_by_client: list[int] = field(default_factory=list)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)  # set whenever the client closes one
+
+    @property
+    def requests(self) -> list[tuple[bytes, bytes]]:
+        return [request for connection in self.connections for request in connection]
+
+
+Answer = Callable[[asyncio.StreamWriter, bytes, bytes], Awaitable[None]]
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+    """(head, body) of the next request, None at EOF; Content-Length and chunked bodies."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return None
+    fields = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        fields[name.strip().lower()] = value.strip()
+    if fields.get(b"transfer-encoding") == b"chunked":
+        body = bytearray()
+        while size := int((await reader.readline()).strip(), 16):
+            body += (await reader.readexactly(size + 2))[:-2]
+        await reader.readexactly(2)
+        return head, bytes(body)
+    return head, await reader.readexactly(int(fields.get(b"content-length", b"0")))
+
+
+def path_of(head: bytes) -> str:
+    return head.split(b" ", 2)[1].decode()
+
+
+@contextlib.asynccontextmanager
+async def scripted(answers: dict[str, bytes | Answer]) -> AsyncIterator[tuple[str, Seen]]:
+    """A server answering each request by its path: fixed bytes, or a coroutine given (writer, head, body)."""
+    seen = Seen()
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        number = len(seen.connections)
+        seen.connections.append([])
+        try:
+            while (request := await read_request(reader)) is not None:
+                seen.connections[number].append(request)
+                answer = answers[path_of(request[0])]
+                if isinstance(answer, bytes):
+                    writer.write(answer)
+                else:
+                    await answer(writer, *request)
+            seen.closed_by_client.append(number)
+            seen.closed.set()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            seen.closed_by_client.append(number)
+            seen.closed.set()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(on_connection, "127.0.0.1", 0, limit=2**20)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
+    finally:
+        server.close()
+
+
+async def until(condition: Callable[[], bool], seen: Seen) -> None:
+    async with asyncio.timeout(5):
+        while not condition():
+            seen.closed.clear()
+            await seen.closed.wait()
+
+
+def client_with(limits: httpx2.Limits | None = None, timeout: float | httpx2.Timeout = 5) -> httpx2.AsyncClient:
+    limits = limits or httpx2.Limits(max_connections=10, max_keepalive_connections=10, keepalive_expiry=30)
+    return httpx2.AsyncClient(transport=UpstreamTransport(limits=limits), timeout=timeout, trust_env=False)
+
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+LENGTH_RESPONSE = (b"HTTP/1.1 201 Fine Thanks\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\nX-Multi: one\r\n"
+                   b"Set-Cookie: b=2\r\nContent-Length: 11\r\n\r\nhello world")
+CHUNKED_RESPONSE = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Trace: t\r\n\r\n"
+                    b"5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: ignored\r\n\r\n")
+
+
+def byte_by_byte(data: bytes) -> Answer:
+    async def answer(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
+        for index in range(len(data)):
+            writer.write(data[index:index + 1])
+            await writer.drain()
+            await asyncio.sleep(0.0005)  # each byte its own packet, in practice
+    return answer
+
+
+def test_responses_parsed_whole_or_split_byte_by_byte_on_one_connection() -> None:
+    async def main():
+        answers = {"/length": LENGTH_RESPONSE, "/chunked": CHUNKED_RESPONSE,
+                   "/length-split": byte_by_byte(LENGTH_RESPONSE), "/chunked-split": byte_by_byte(CHUNKED_RESPONSE)}
+        async with scripted(answers) as (base, seen), client_with() as client:
+            for suffix in ("", "-split"):
+                response = await client.get(f"{base}/length{suffix}")
+                assert (response.status_code, response.reason_phrase, response.http_version) == \
+                    (201, "Fine Thanks", "HTTP/1.1")
+                assert response.headers.raw == [(b"Content-Type", b"text/plain"), (b"Set-Cookie", b"a=1"),
+                                                (b"X-Multi", b"one"), (b"Set-Cookie", b"b=2"),
+                                                (b"Content-Length", b"11")]
+                assert response.content == b"hello world"
+                response = await client.get(f"{base}/chunked{suffix}")
+                assert response.status_code == 200 and response.headers["x-trace"] == "t"
+                assert response.content == b"hello world"
+            assert len(seen.connections) == 1 and len(seen.requests) == 4
+
+    run(main)
+
+
+def test_connection_close_and_http_1_0_are_not_reused() -> None:
+    async def main():
+        # The server leaves these connections open: the client must not reuse them anyway.
+        answers = {"/close": b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+                   "/http10": b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                   "/http10-keep": b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+                   "/ok": OK}
+        async with scripted(answers) as (base, seen), client_with() as client:
+            for path in ("/close", "/http10", "/http10-keep", "/ok", "/ok"):
+                assert (await client.get(base + path)).content == b"ok"
+            response = await client.get(f"{base}/ok", headers={"connection": "close"})  # asked by the caller
+            assert response.content == b"ok"
+            assert (await client.get(f"{base}/ok")).content == b"ok"
+            await until(lambda: {0, 1, 2} <= set(seen.closed_by_client), seen)
+            # close, 1.0: one each; 1.0 with keep-alive, the next two /ok and the caller's close share one.
+            assert [len(requests) for requests in seen.connections] == [1, 1, 4, 1]
+            assert (await client.get(f"{base}/http10")).http_version == "HTTP/1.0"
+
+    run(main)
+
+
+def test_head_204_and_304_have_no_body_and_the_connection_goes_on() -> None:
+    async def main():
+        answers = {"/head": b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n",
+                   "/no-content": b"HTTP/1.1 204 No Content\r\n\r\n",
+                   "/not-modified": b"HTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n",
+                   "/ok": OK}
+        async with scripted(answers) as (base, seen), client_with() as client:
+            response = await client.head(f"{base}/head")
+            assert response.status_code == 200 and response.headers["content-length"] == "1000"
+            assert response.http_version == "HTTP/1.1"
+            assert response.content == b""
+            assert (await client.get(f"{base}/ok")).content == b"ok"  # not taken for the HEAD's body
+            assert (await client.get(f"{base}/no-content")).content == b""
+            assert (await client.get(f"{base}/not-modified")).content == b""
+            assert (await client.get(f"{base}/ok")).content == b"ok"
+            assert len(seen.connections) == 1
+
+    run(main)
+
+
+def test_interim_1xx_responses_are_skipped() -> None:
+    async def main():
+        interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n"
+        answers = {"/hints": interim + OK, "/hints-split": byte_by_byte(interim + OK)}
+        async with scripted(answers) as (base, seen), client_with() as client:
+            for path in ("/hints", "/hints-split", "/hints"):
+                response = await client.post(base + path, content=b"{}")
+                assert response.status_code == 200 and response.content == b"ok"
+                assert "link" not in response.headers
+            assert len(seen.connections) == 1
+
+    run(main)
+
+
+def test_a_body_delimited_by_the_connections_end() -> None:
+    async def until_close(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nall of this, ")
+        await writer.drain()
+        writer.write(b"until the end")
+        writer.close()
+
+    async def main():
+        async with scripted({"/until-close": until_close, "/ok": OK}) as (base, seen), client_with() as client:
+            assert (await client.get(f"{base}/until-close")).content == b"all of this, until the end"
+            assert (await client.get(f"{base}/ok")).content == b"ok"
+            assert len(seen.connections) == 2
+
+    run(main)
+
+
+def test_malformed_or_cut_short_responses_are_protocol_errors(upstream: str) -> None:
+    async def cut_short(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+        await writer.drain()
+        writer.close()
+
+    async def hang_up(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
+        writer.close()
+
+    async def main():
+        answers = {"/bad-status": b"HTTP/1.1 abc OK\r\ncontent-length: 2\r\n\r\nok",
+                   "/not-http": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+                   "/bad-length": b"HTTP/1.1 200 OK\r\ncontent-length: 2x\r\n\r\nok",
+                   "/bad-chunk": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n",
+                   "/cut-short": cut_short, "/hang-up": hang_up, "/ok": OK}
+        pool = ClientPool(timeout=5)
+        async with scripted(answers) as (base, seen):
+            client = pool.get(base)
+            try:
+                for path in ("/bad-status", "/not-http", "/bad-length", "/bad-chunk", "/cut-short", "/hang-up"):
+                    with pytest.raises(httpx2.RemoteProtocolError):
+                        await client.get(base + path)
+                    # Through a provider: the gateway's 502 (its error JSON), with nothing of the upstream in it.
+                    with pytest.raises(UpstreamError) as raised:
+                        await provider(pool, base).post_json(base + path, {})
+                    assert raised.value.status == 502 and base not in str(raised.value)
+                assert (await client.get(f"{base}/ok")).content == b"ok"  # on a new connection
+                assert len(seen.connections) == 13
+            finally:
+                await pool.aclose()
+
+    run(main)
+
+
+def test_pool_limit_waits_for_a_free_connection_or_times_out() -> None:
+    release = None
+
+    async def held(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
+        await release.wait()
+        writer.write(OK)
+
+    async def main():
+        nonlocal release
+        release = asyncio.Event()
+        limits = httpx2.Limits(max_connections=2, max_keepalive_connections=2, keepalive_expiry=30)
+        async with scripted({"/held": held, "/ok": OK}) as (base, seen), client_with(limits) as client:
+            busy = [asyncio.create_task(client.get(f"{base}/held")) for _ in range(2)]
+            async with asyncio.timeout(5):
+                while len(seen.requests) < 2:
+                    await asyncio.sleep(0.01)
+            with pytest.raises(httpx2.PoolTimeout):
+                await client.get(f"{base}/ok", timeout=httpx2.Timeout(5, pool=0.05))
+            # A call waiting for the pool gets the first connection given back.
+            waiting = asyncio.create_task(client.get(f"{base}/ok", timeout=httpx2.Timeout(5, pool=5)))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            release.set()
+            assert [(await call).content for call in busy] == [b"ok", b"ok"]
+            assert (await waiting).content == b"ok"
+            assert len(seen.connections) == 2
+            # A cancelled waiter leaves no trace: the pool still serves.
+            release.clear()
+            busy = [asyncio.create_task(client.get(f"{base}/held")) for _ in range(2)]
+            waiting = asyncio.create_task(client.get(f"{base}/ok"))
+            await asyncio.sleep(0.05)
+            waiting.cancel()
+            release.set()
+            await asyncio.gather(*busy)
+            assert (await client.get(f"{base}/ok")).content == b"ok"
+            assert len(seen.connections) == 2
+
+    run(main)
+
+
+def test_keepalive_expiry_and_max_idle_connections_close_connections() -> None:
+    async def main():
+        slow = {"/ok": OK, "/slow": lambda writer, head, body: _later(writer, OK)}
+        limits = httpx2.Limits(max_connections=10, max_keepalive_connections=1, keepalive_expiry=0.1)
+        async with scripted(slow) as (base, seen), client_with(limits) as client:
+            answers = await asyncio.gather(*(client.get(f"{base}/slow") for _ in range(3)))
+            assert [a.content for a in answers] == [b"ok"] * 3
+            # Three were open; one is kept idle, the client closed the other two.
+            await until(lambda: len(seen.closed_by_client) == 2, seen)
+            # The kept one expires after 0.1 s idle: closed by the client, the next call opens a new one.
+            await until(lambda: len(seen.closed_by_client) == 3, seen)
+            assert (await client.get(f"{base}/ok")).content == b"ok"
+            assert len(seen.connections) == 4
+
+    run(main)
+
+
+async def _later(writer: asyncio.StreamWriter, data: bytes) -> None:
+    await asyncio.sleep(0.05)
+    writer.write(data)
+
+
+def test_an_idle_connection_the_upstream_writes_on_is_dropped() -> None:
+    async def then_junk(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
+        writer.write(OK)
+        await writer.drain()
+        await asyncio.sleep(0.02)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstray")
+
+    async def main():
+        async with scripted({"/junk": then_junk, "/ok": OK}) as (base, seen), client_with() as client:
+            assert (await client.get(f"{base}/junk")).content == b"ok"
+            await until(lambda: seen.closed_by_client == [0], seen)
+            assert (await client.get(f"{base}/ok")).content == b"ok"  # not the stray answer
+            assert len(seen.connections) == 2
+
+    run(main)
+
+
+def test_streamed_request_bodies_chunked_or_with_a_length() -> None:
+    big = bytes(range(256)) * 16 * 1024  # 4 MiB in 64 KiB parts: the socket's buffer fills (back-pressure)
+
+    async def digest(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
+        framing = b"chunked" if b"chunked" in head.lower() else b"length"
+        answer = framing + b" " + hashlib.sha256(body).hexdigest().encode()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(answer), answer))
+
+    async def parts(data: bytes = big) -> AsyncIterator[bytes]:
+        for start in range(0, len(data), 65536):
+            yield data[start:start + 65536]
+            await asyncio.sleep(0)
+
+    async def main():
+        expected = hashlib.sha256(big).hexdigest().encode()
+        async with scripted({"/digest": digest}) as (base, seen), client_with(timeout=20) as client:
+            assert (await client.post(f"{base}/digest", content=parts())).content == b"chunked " + expected
+            response = await client.post(f"{base}/digest", content=parts(), headers={"content-length": str(len(big))})
+            assert response.content == b"length " + expected
+            assert (await client.post(f"{base}/digest", content=big)).content == b"length " + expected
+            # A body that does not match its Content-Length is refused (the upstream would read the
+            # difference as another request).
+            with pytest.raises(httpx2.LocalProtocolError):
+                await client.post(f"{base}/digest", content=b"x" * 100, headers={"content-length": "10"})
+            with pytest.raises(httpx2.LocalProtocolError):  # streamed: more than announced, never sent on
+                await client.post(f"{base}/digest", content=parts(b"x" * 100), headers={"content-length": "10"})
+            await until(lambda: seen.closed_by_client == [0], seen)  # the refused one was closed
+            assert (await client.post(f"{base}/digest", content=b"")).content.startswith(b"length ")
+            assert len(seen.connections) == 2
+
+    run(main)
+
+
+def test_a_header_with_a_line_break_is_refused() -> None:
+    async def main():
+        async with scripted({"/ok": OK}) as (base, seen), client_with() as client:
+            for value in ("1\r\nInjected: yes", "1\nInjected: yes", "1\rx"):
+                with pytest.raises(httpx2.LocalProtocolError):
+                    await client.get(f"{base}/ok", headers={"x-value": value})
+            assert (await client.get(f"{base}/ok")).content == b"ok"
+            assert all(b"Injected" not in head for head, _ in seen.requests)
+
+    run(main)
+
+
+def test_stream_chunks_are_relayed_as_they_arrive() -> None:
+    """The second event is only sent once the client has the first: a client that buffered the body
+    would wait forever (the test's timeout fails it)."""
+    got_first = None
+
+    async def events(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                     + _chunk(b'data: {"index": 0}\n\n'))
+        await got_first.wait()
+        writer.write(_chunk(b'data: {"index": 1}\n\n') + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+
+    async def main():
+        nonlocal got_first
+        got_first = asyncio.Event()
+        pool = ClientPool(timeout=5)
+        async with scripted({"/chat/completions": events}) as (base, seen):
+            chat = provider(pool, base)
+            try:
+                async with asyncio.timeout(5):
+                    for _ in range(2):
+                        got_first.clear()
+                        response = await chat.send(f"{base}/chat/completions", {"stream": True}, 5, stream=True)
+                        indexes = []
+                        async for data in chat.sse_data(response):
+                            indexes.append(orjson.loads(data)["index"])
+                            got_first.set()
+                        assert indexes == [0, 1]
+                assert len(seen.connections) == 1
+            finally:
+                await pool.aclose()
+
+    run(main)
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def test_a_body_that_stalls_times_out_and_its_connection_is_closed() -> None:
+    async def stall(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npart")
+
+    async def main():
+        async with scripted({"/stall": stall, "/ok": OK}) as (base, seen), client_with(timeout=0.1) as client:
+            async with client.stream("GET", f"{base}/stall") as response:
+                with pytest.raises(httpx2.ReadTimeout):
+                    await response.aread()
+            await until(lambda: seen.closed_by_client == [0], seen)
+            assert (await client.get(f"{base}/ok")).content == b"ok"
+
+    run(main)
+
+
+def test_a_response_read_to_its_end_but_closed_unread_keeps_its_connection_and_aclose_closes_all() -> None:
+    async def main():
+        async with scripted({"/ok": OK}) as (base, seen):
+            client = client_with()
+            async with client.stream("GET", f"{base}/ok") as response:
+                await asyncio.sleep(0.05)  # the whole response has arrived, nobody reads it
+            assert response.is_closed
+            answers = await asyncio.gather(*(client.get(f"{base}/ok") for _ in range(3)))
+            assert [a.content for a in answers] == [b"ok"] * 3
+            assert len(seen.connections) == 3
+            await client.aclose()
+            await until(lambda: len(seen.closed_by_client) == 3, seen)
+
+    run(main)
+
+
+def test_one_ssl_context_for_every_upstream_of_a_pool(tls_upstream: tuple[str, str]) -> None:
+    """ClientPool builds one SSL context, on the first https call, for all its clients; with the
+    default trust store a self-signed upstream fails the handshake as a connect error."""
+    base, _ = tls_upstream
+
+    async def main():
+        pool = ClientPool(timeout=5)
+        try:
+            for url in (base, base + "/"):  # two clients
+                with pytest.raises(httpx2.ConnectError):
+                    await pool.get(url).get(f"{base}/health")
+            contexts = {id(client._transport.tls.context()) for client in pool._clients.values()}
+            assert len(pool._clients) == 2 and len(contexts) == 1
+        finally:
+            await pool.aclose()
+
+    run(main)
+
+
+def test_a_body_the_upstream_does_not_take_is_a_write_timeout() -> None:
+    async def main():
+        stalled = []
+
+        async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            stalled.append(writer)
+            await asyncio.sleep(30)
+
+        server = await asyncio.start_server(never_reads, "127.0.0.1", 0)
+        base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            async with client_with(timeout=httpx2.Timeout(5, write=0.2)) as client:
+                with pytest.raises(httpx2.WriteTimeout):  # more than the socket buffers hold
+                    await client.post(f"{base}/upload", content=b"x" * (64 * 1024 * 1024))
+        finally:
+            for writer in stalled:
+                writer.close()
+            server.close()
 
     run(main)
