@@ -39,10 +39,7 @@ async def cancel_running(timeout: float) -> int:
     pending = {task for task in _running if not task.done()}
     for task in pending:
         task.cancel("the gateway is shutting down")
-    if pending:
-        _, still = await asyncio.wait(pending, timeout=timeout)
-        return len(still)
-    return 0
+    return await _unfinished_after(pending, timeout)
 
 
 async def to_the_end(step: Coroutine[Any, Any, None]) -> None:
@@ -57,8 +54,11 @@ async def to_the_end(step: Coroutine[Any, Any, None]) -> None:
 async def wait_closing(timeout: float) -> int:
     """Wait (at most ``timeout`` s) for the bookkeeping started by ``to_the_end``; return how many were
     still running afterwards."""
-    pending = {task for task in _closing if not task.done()}
-    if pending:
-        _, still = await asyncio.wait(pending, timeout=timeout)
-        return len(still)
-    return 0
+    return await _unfinished_after({task for task in _closing if not task.done()}, timeout)
+
+
+async def _unfinished_after(pending: set[asyncio.Task], timeout: float) -> int:
+    if not pending:
+        return 0
+    _, still = await asyncio.wait(pending, timeout=timeout)
+    return len(still)

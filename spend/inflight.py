@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from gateway_project import draining
 from spend.cost import cost
 from spend.prices import Price
 from spend.records import SpendRecord, decode, encode
@@ -160,7 +161,6 @@ class InflightJournal:
         self._stopping = False
         self._failures = 0
         self._registered = False               # this process wrote to the journal since it started
-        self._settling: set[asyncio.Task] = set()   # orphans' counters being settled (see _sweep_process)
         self._reachable = True                 # the last transaction went through
 
     def key(self, kind: str, process: str | None = None) -> str:
@@ -220,8 +220,8 @@ class InflightJournal:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
-        if self._settling:   # a sweep cut short by the cancel above: its recorded orphans still get settled
-            await asyncio.wait(self._settling, timeout=5)
+        # A sweep cut short by the cancel above: its recorded orphans still get settled.
+        await draining.wait_closing(5)
         if not self._registered:
             return
         try:
@@ -338,13 +338,9 @@ class InflightJournal:
         if taken:
             logger.warning("in-flight journal: process %s died with %d streams in flight; recorded as failed "
                            "(partial) calls", proc, len(taken))
-        if taken:
             # Their records are in the stream now: settling their reservations must not be cut short by this
             # loop's cancellation at shutdown (``stop`` waits for it), or they would stay held for good.
-            settle = asyncio.get_running_loop().create_task(_settle_all(taken))
-            self._settling.add(settle)
-            settle.add_done_callback(self._settling.discard)
-            await asyncio.shield(settle)
+            await draining.to_the_end(_settle_all(taken))
         return len(taken)
 
 

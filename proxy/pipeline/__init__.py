@@ -59,5 +59,5 @@ async def run(ctx: RequestContext, raw_body: bytes, validate: Callable[[dict[str
         draining.untrack(task)
         if ctx.error is not None or not ctx.stream:
             record_call(ctx)
-            if ctx.admission is not None:   # a client hanging up now must not leave the reservation held
+            if ctx.admission is not None and ctx.admission.active:   # a hang-up now must not leave it held
                 await draining.to_the_end(admission.settle_call(ctx))
