@@ -170,6 +170,7 @@ def _plain_call(base_url: str, timeout: float = 30) -> int | str:
         return "no answer"
 
 
+@pytest.mark.deployment
 def test_sighup_reloads_the_config_replacing_workers_one_by_one(e2e_dir, stand_in):
     stand_in.behave(delay_ms=50)
     with launch_gateway(e2e_dir, config(stand_in), name="reload", workers=2) as gw:

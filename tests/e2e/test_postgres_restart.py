@@ -34,6 +34,7 @@ def _redis_reason() -> str | None:
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.deployment,
     pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
     pytest.mark.skipif(_redis_reason() is not None, reason=str(_redis_reason())),
 ]

@@ -18,7 +18,7 @@ import yaml
 from tests.e2e.conftest import MASTER_KEY, ROOT, UPSTREAM_KEY, _fresh_database_url, wait_for
 from tests.servers.process import ServerProcess, free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.deployment]
 
 
 def image_command() -> list[str]:

@@ -20,7 +20,7 @@ from tests.servers.process import ServerProcess, free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
+pytestmark = [pytest.mark.e2e, pytest.mark.deployment, pytest.mark.skipif(
     not Path(NGINX).exists(), reason="nginx is not installed (bin/install-test-deps installs it)")]
 
 

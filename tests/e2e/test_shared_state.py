@@ -50,6 +50,7 @@ def chat(gw, key, **body):
                         json={"model": "metered", "messages": HI, **body})
 
 
+@pytest.mark.deployment
 def test_a_budget_of_n_requests_admits_exactly_n_of_4n_across_both_instances(pair):
     a, b = pair
     n = 6
@@ -68,6 +69,7 @@ def test_a_budget_of_n_requests_admits_exactly_n_of_4n_across_both_instances(pai
     assert info["spend"] <= info["max_budget"] + 1e-12
 
 
+@pytest.mark.deployment
 def test_an_rpm_limit_holds_across_both_instances_together(pair):
     a, b = pair
     key = a.new_key(rpm_limit=6)
@@ -78,6 +80,7 @@ def test_an_rpm_limit_holds_across_both_instances_together(pair):
     assert statuses.count(429) == 6
 
 
+@pytest.mark.deployment
 def test_a_key_blocked_through_one_instance_is_refused_by_the_other_within_a_second(pair):
     a, b = pair
     key = a.new_key()
@@ -88,6 +91,7 @@ def test_a_key_blocked_through_one_instance_is_refused_by_the_other_within_a_sec
     wait_for(lambda: chat(b, key).status_code == 401, timeout=1.0, interval=0.05)
 
 
+@pytest.mark.deployment
 def test_a_team_deleted_through_one_instance_leaves_none_of_its_keys_working_on_the_other(pair):
     a, b = pair
     team_id = a.admin("POST", "/team/new", json={}).json()["team_id"]
@@ -120,6 +124,7 @@ def _stream_then_hang_up(gw, key: str, model: str) -> str:
 
 
 @pytest.mark.parametrize("model", ["metered", "relayed"])
+@pytest.mark.deployment
 def test_streams_the_client_hangs_up_on_right_after_done_are_recorded_and_settled(pair, stand_in, model):
     """The client goes away while the gateway closes the stream's books (upstream closed, spend recorded,
     budget reservation turned into the cost): that bookkeeping still runs to the end, on every stream."""

@@ -22,6 +22,7 @@ from tests.servers.redis_server import REDIS_SERVER, PrivateRedis
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.deployment,
     pytest.mark.skipif(not os.path.exists(REDIS_SERVER), reason="redis-server is not installed"),
 ]
 
