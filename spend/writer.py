@@ -14,12 +14,16 @@ database directly, as without Redis.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from operator import attrgetter
 
+import orjson
 from django.conf import settings
-from django.db import DataError, IntegrityError, close_old_connections, transaction
+from django.db import DataError, IntegrityError, close_old_connections, connection, transaction
 from django.db.models import F
 
 from keys.models import VirtualKey
@@ -46,7 +50,10 @@ def write_batch(records: list[SpendRecord]) -> int:
         fresh = [r for r in unique if r.call_id not in existing]
         if not fresh:
             return 0
-        SpendLog.objects.bulk_create([_row(r) for r in fresh])
+        if connection.vendor == "postgresql":
+            _copy_rows(fresh)
+        else:
+            SpendLog.objects.bulk_create([_row(r) for r in fresh])
         SpendLogTag.objects.bulk_create([
             SpendLogTag(spend_log_id=r.call_id, tag=tag[:255], spend=r.spend, start_time=r.start_time)
             for r in fresh for tag in dict.fromkeys(r.request_tags)
@@ -55,6 +62,41 @@ def write_batch(records: list[SpendRecord]) -> int:
         # Budget alerts read the committed spend, on the alerts thread: nothing more happens here.
         transaction.on_commit(lambda: alerts.spend_written(fresh))
     return len(fresh)
+
+
+# SpendLog's fields in the order COPY receives them: every concrete field of the model, since COPY applies
+# no Django default (tests/spend/test_writer.py holds the two together).
+COPY_FIELDS = ("call_id", "request_id", "call_type", "status", "api_key", "key_alias", "team_id", "user", "end_user",
+               "model", "model_group", "model_id", "custom_llm_provider", "api_base", "prompt_tokens",
+               "completion_tokens", "total_tokens", "spend", "start_time", "end_time", "completion_start_time",
+               "request_tags", "metadata", "requester_ip_address")
+
+
+def _json_text(value) -> str:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:   # e.g. an integer beyond 64 bits in client-supplied metadata
+        return json.dumps(value, default=str)
+
+
+def _copy_values(r: SpendRecord) -> tuple:
+    return (r.call_id, r.request_id, r.call_type, r.status, r.api_key, r.key_alias, r.team_id, r.user, r.end_user,
+            r.model, r.model_group, r.model_id, r.custom_llm_provider, r.api_base, r.prompt_tokens,
+            r.completion_tokens, r.prompt_tokens + r.completion_tokens, r.spend, r.start_time, r.end_time,
+            r.completion_start_time, _json_text(r.request_tags), _json_text(r.metadata), r.requester_ip_address)
+
+
+def _copy_rows(records: list[SpendRecord]) -> None:
+    """PostgreSQL: the rows in one COPY. A row is formatted by psycopg's C code, where ``bulk_create`` builds
+    a model instance, prepares every value and quotes it in Python (client-side binding): about five times
+    the writer's CPU per row, on a thread that shares the GIL with the event loop (docs/performance.md)."""
+    meta = SpendLog._meta
+    columns = ", ".join(connection.ops.quote_name(meta.get_field(name).column) for name in COPY_FIELDS)
+    statement = f"COPY {connection.ops.quote_name(meta.db_table)} ({columns}) FROM STDIN"
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        with cursor.cursor.copy(statement) as copy:
+            for record in records:
+                copy.write_row(_copy_values(record))
 
 
 def _clean(value):
@@ -68,7 +110,18 @@ def _clean(value):
     return value
 
 
+_TEXTS = attrgetter(*(name for name, kind in SpendRecord.__annotations__.items() if kind.startswith("str")))
+
+
+def _has_nul(record: SpendRecord) -> bool:
+    if any(value and "\x00" in value for value in _TEXTS(record)):
+        return True
+    return any(value and "\\u0000" in _json_text(value) for value in (record.request_tags, record.metadata))
+
+
 def _cleaned(record: SpendRecord) -> SpendRecord:
+    if not _has_nul(record):   # nearly always: the record as it is
+        return record
     return SpendRecord(**{name: _clean(getattr(record, name)) for name in SpendRecord.__slots__})
 
 
@@ -187,7 +240,7 @@ class SpendWriter:
             self._wake.clear()
             await self._forward()
             if not self.journal.forwarding:   # no Redis, or Redis down: to the database directly
-                await self.flush()
+                await self.flush(until_empty=False)
                 continue
             if self._spool_pending and loop.time() >= spool_due:   # at the database's pace, not the stream's
                 spool_due = loop.time() + settings.GATEWAY_SPEND_FLUSH_INTERVAL
@@ -221,12 +274,17 @@ class SpendWriter:
         """Write ``records`` now, on the writer thread (the stream consumer's way to the database)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, _write_on_writer_thread, records)
 
-    async def flush(self) -> None:
-        """Write everything buffered now; on failure keep it for the next attempt."""
+    async def flush(self, *, until_empty: bool = True) -> None:
+        """Write everything buffered; on failure keep it for the next attempt. The periodic flush
+        (``until_empty=False``) writes the rows buffered when it starts: rows that come in while a batch is
+        being written wait for the next round, so that under load they gather into batches instead of
+        trickling out in transactions of a few rows each (docs/performance.md, "The spend writer")."""
         if self._spool_pending and not self._buffer:
             await self._replay_spool()
-        while self._buffer:
-            batch = self._buffer[: settings.GATEWAY_SPEND_BATCH_SIZE]
+        budget = math.inf if until_empty else len(self._buffer)
+        while self._buffer and budget > 0:
+            batch = self._buffer[: min(settings.GATEWAY_SPEND_BATCH_SIZE, budget)]
+            budget -= len(batch)
             del self._buffer[: len(batch)]
             try:
                 await asyncio.get_running_loop().run_in_executor(self._executor, _write_on_writer_thread, batch)

@@ -1,9 +1,13 @@
+import asyncio
+from datetime import datetime, timedelta, timezone
+
 import pytest
-from django.db import connection  # noqa: F401  (used by skipif)
+from django.db import connection, connections
 
 from keys.services import key_generate
 from spend.models import SpendLog, SpendLogTag
-from spend.writer import write_batch
+from spend.records import SpendRecord
+from spend.writer import SpendWriter, write_batch
 from teams.models import Customer, Team
 from tests.factories import spend_record
 
@@ -78,3 +82,68 @@ def test_a_row_the_database_refuses_does_not_hold_back_the_rest_of_its_batch(cap
     assert written == 2
     assert SpendLog.objects.count() == 2
     assert bad.call_id in caplog.text
+
+
+def test_the_copy_covers_every_column_of_the_spend_log():
+    # COPY applies no Django default: a field added to the model must be added to the copy too.
+    from spend.writer import COPY_FIELDS
+
+    assert sorted(COPY_FIELDS) == sorted(field.attname for field in SpendLog._meta.concrete_fields)
+
+
+@pytest.mark.parametrize("spend", [0.0123, None])
+def test_every_field_of_a_record_is_stored_as_given(spend):
+    started = datetime(2026, 11, 3, 10, 0, 0, 123456, tzinfo=timezone.utc)
+    record = spend_record(
+        request_id="chatcmpl-all", call_type="aembedding", status="failure", api_key="k" * 64, key_alias="alias",
+        team_id="team-1", user="alice", end_user="cust-9", model="openai/gpt-4o", model_group="gpt",
+        model_id="dep-1", custom_llm_provider="openai", api_base="https://api.example/v1", prompt_tokens=7,
+        completion_tokens=5, spend=spend, start_time=started, end_time=started + timedelta(seconds=2),
+        completion_start_time=started + timedelta(milliseconds=300), request_tags=["a", "b é"],
+        metadata={"spend_logs_metadata": {"n": 2 ** 70, "list": [1, 2.5, None, True], "quote": "a\"b\\c\td\ne"}},
+        requester_ip_address="10.0.0.7")
+
+    write_batch([record])
+
+    row = SpendLog.objects.get()
+    for name in SpendRecord.__slots__:
+        assert getattr(row, name) == getattr(record, name), name
+    assert row.total_tokens == 12
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="COPY is PostgreSQL's")
+def test_on_postgresql_the_rows_go_in_by_copy_not_by_insert():
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert write_batch([spend_record(), spend_record()]) == 2
+
+    assert SpendLog.objects.count() == 2
+    assert not [q for q in queries.captured_queries if q["sql"].startswith("INSERT") and "spendlog\"" in q["sql"].lower()]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_arriving_during_a_periodic_flush_wait_for_the_next_batch(settings):
+    settings.GATEWAY_SPEND_FLUSH_INTERVAL = 600   # no timed flush of its own during the test
+    first, arriving = [spend_record() for _ in range(5)], [spend_record() for _ in range(3)]
+
+    async def scenario() -> tuple[int, int]:
+        writer = SpendWriter()
+        for record in first:
+            writer.add(record)
+        periodic = asyncio.create_task(writer.flush(until_empty=False))
+        await asyncio.sleep(0)   # it has taken its rows and waits for the writer thread
+        for record in arriving:
+            writer.add(record)
+        await periodic
+        left_for_next_round = writer.pending
+        await writer.flush()     # a full flush (shutdown) takes everything
+        left_after_full = writer.pending
+        await writer.stop()
+        await asyncio.get_running_loop().run_in_executor(writer._executor, connections.close_all)
+        return left_for_next_round, left_after_full
+
+    left_for_next_round, left_after_full = asyncio.run(scenario())
+
+    assert (left_for_next_round, left_after_full) == (3, 0)
+    assert SpendLog.objects.count() == 8
