@@ -1,6 +1,6 @@
 """A serving process loads only what it uses (docs/performance.md, "Memory"): with the built-in demo config,
 serving proxy calls never imports Celery, the management API's DRF views, SSO or JWT libraries, the secret
-managers' or guardrails' SDKs, Redis or websockets; a management call still works, loading its part then.
+managers' or guardrails' SDKs, Redis, websockets or the migrations it applied at start; a management call still works, loading its part then.
 
 The gateway is the real `manage.py gateway` (one worker, so this process serves), started through a small
 wrapper that writes the names in ``sys.modules`` to a file when sent SIGUSR1. No sizes are asserted."""
@@ -52,6 +52,8 @@ NOT_AT_START = {
     "google.auth": "Google secret manager / moderation",
     "azure": "Azure Key Vault",
     "detect_secrets": "the secret-detection guardrail",
+    "django.db.migrations.executor": "migrations: --migrate applies them in a child process",
+    "spend.migrations": "migrations: --migrate applies them in a child process",
 }
 
 

@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,18 @@ def test_worker_count_defaults(settings):
     assert worker_count(None) == 5
     with pytest.raises(CommandError):
         worker_count(-1)
+
+
+def test_a_migration_failure_at_start_stops_the_command_with_the_error(tmp_path):
+    # --migrate runs in a forked child (the serving process keeps none of the migration machinery):
+    # its failure still stops the start, with the database's own error and a non-zero exit.
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/missing-dir/gateway.sqlite3",
+           "GATEWAY_MASTER_KEY": "sk-1234", "DJANGO_SETTINGS_MODULE": "gateway_project.settings",
+           "GATEWAY_DATA_DIR": str(tmp_path / "var")}
+    env.pop("GATEWAY_CONFIG", None)
+    done = subprocess.run([sys.executable, "manage.py", "gateway", "--port", "1", "--migrate"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 1
+    assert "unable to open database file" in done.stderr
+    assert "applying the database migrations failed" in done.stderr

@@ -7,6 +7,7 @@ import signal
 import shutil
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 import uvicorn
@@ -15,6 +16,7 @@ from django.core.checks import Tags
 from django.core.checks.registry import registry as check_registry
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from gateway_project.config import ConfigError, get_config, set_config
 from spend import metrics
@@ -44,7 +46,7 @@ class Command(BaseCommand):
         if migrate is None:
             migrate = settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
         if migrate:
-            call_command("migrate", interactive=False, verbosity=0)
+            migrate_in_a_child_process()
         config = get_config()
         options["workers"] = worker_count(options["workers"])
         self.stdout.write(f"Gateway on http://{options['host']}:{options['port']} "
@@ -98,14 +100,36 @@ class Command(BaseCommand):
 
 
 # Checks of the code itself, not of this deployment: they load every view, template tag library and admin
-# class (with one worker this process serves, and would carry them all, about 13 MB; docs/performance.md
-# "Memory"). `manage.py check` and the test suite run them.
-CODE_CHECK_TAGS = {Tags.admin, Tags.templates, Tags.urls}
+# class, and the migrate command with the migration framework (with one worker this process serves, and
+# would carry them all, about 13 MB; docs/performance.md "Memory"). `manage.py check` and the test suite run them.
+CODE_CHECK_TAGS = {Tags.admin, Tags.commands, Tags.templates, Tags.urls}
 
 
 def serve_time_check_tags() -> list[str]:
     """The check tags run before serving: the config (gateway.*), settings, database, caches, models..."""
     return sorted(set(check_registry.tags_available()) - CODE_CHECK_TAGS)
+
+
+def migrate_in_a_child_process() -> None:
+    """Apply migrations in a forked child: the migration framework and every migration module would otherwise
+    stay loaded in this process, which serves requests when it runs one worker (about 7 MB on a fresh
+    database; docs/performance.md, "Memory")."""
+    connections.close_all()   # the child must not share this process's database connections
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            call_command("migrate", interactive=False, verbosity=0, skip_checks=True)  # checked above already
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise CommandError("applying the database migrations failed (the error is above)")
 
 
 def worker_count(requested: int | None) -> int:
