@@ -88,36 +88,36 @@ class HotPathHandler(ASGIHandler):
             await self.send_response(error_response, send)
             return
         request.resolver_match = match
-
-        async def process_request() -> HttpResponse:
+        # As Django's handler, a disconnect while the answer is being made cancels the call; but the call runs
+        # in this task rather than a task of its own next to the listener's, joined by asyncio.wait: a task
+        # and the wait's futures less per request. The listener cancels this task when the client leaves.
+        call = asyncio.current_task()
+        listener = asyncio.create_task(self._cancel_on_disconnect(receive, call))
+        response = None
+        try:
             response = await self.respond(request, match)
-            try:
-                await self.send_response(response, send)
-            except asyncio.CancelledError:
-                pass  # the client went away while the answer was being sent
-            return response
+            await self.send_response(response, send)
+        except asyncio.CancelledError:
+            # The pipeline has recorded the call as cancelled. A client that left needs no answer; a cut at
+            # shutdown (gateway_project.draining, uvicorn) goes on up: ConcurrencyLimit answers 503 then.
+            if not (listener.done() and not listener.cancelled() and listener.exception() is None
+                    and listener.result()):
+                raise
+            call.uncancel()
+        finally:
+            listener.cancel()
+            body_file.close()
+        if response is not None:
+            _close(response)
 
-        # As Django's handler: a disconnect while the answer is being made cancels the call.
-        tasks = [asyncio.create_task(self.listen_for_disconnect(receive)), asyncio.create_task(process_request())]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            if task.done():
-                try:
-                    task.result()
-                except RequestAborted:
-                    pass
-                except AssertionError:
-                    body_file.close()
-                    raise
-            else:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
-        if not tasks[1].cancelled() and tasks[1].exception() is None:
-            _close(tasks[1].result())
-        body_file.close()
+    async def _cancel_on_disconnect(self, receive, call: asyncio.Task) -> bool:
+        """Cancel ``call`` when the client disconnects; True once it did."""
+        try:
+            await self.listen_for_disconnect(receive)
+        except RequestAborted:
+            call.cancel()
+            return True
+        return False
 
     async def respond(self, request, match) -> HttpResponse:
         try:
