@@ -56,6 +56,9 @@ class BucketRefusal:
 
 
 class CounterStore(Protocol):
+    # True when no operation ever suspends (in-process counters): a caller's cancellation cannot cut one short.
+    never_waits: bool
+
     async def remaining(self, lines: list[BudgetLine]) -> list[int]:
         """nano-USD left in each budget (limit − spent − reserved)."""
 
@@ -82,6 +85,8 @@ class CounterStore(Protocol):
 
 class LocalCounters:
     """One process's counters. Operations never await, so they are atomic on the event loop."""
+
+    never_waits = True
 
     def __init__(self) -> None:
         self._spent: dict[str, int] = {}
@@ -265,6 +270,8 @@ def _unavailable_on_redis_errors(method):
 
 class RedisCounters:
     """Counters in Redis, shared by every instance. ``client`` is a ``redis.asyncio.Redis``."""
+
+    never_waits = False
 
     def __init__(self, client, prefix: str = "gateway:") -> None:
         self._prefix = prefix

@@ -17,6 +17,7 @@ from gateway_project.errors import GatewayError, UpstreamError
 from proxy.pipeline import admission, auth, guardrails, params, upstream
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.record import record_call
+from proxy.runtime import get_runtime
 from proxy.schemas import parse_json_object
 
 # call type → the provider method that serves it
@@ -60,4 +61,6 @@ async def run(ctx: RequestContext, raw_body: bytes, validate: Callable[[dict[str
         if ctx.error is not None or not ctx.stream:
             record_call(ctx)
             if ctx.admission is not None and ctx.admission.active:   # a hang-up now must not leave it held
-                await draining.to_the_end(admission.settle_call(ctx))
+                settle = admission.settle_call(ctx)
+                # In-process counters never wait: nothing can cut that settle short, no task of its own needed.
+                await (settle if get_runtime().counters.never_waits else draining.to_the_end(settle))

@@ -121,3 +121,17 @@ def test_leases_limit_parallel_requests_and_are_released(make_store):
         await store.unlease(["key:a:parallel"], "r1")
         assert await store.lease(["key:a:parallel"], [2], "r3") is None
     run(scenario())
+
+
+def test_local_counter_operations_finish_without_ever_suspending():
+    # LocalCounters.never_waits: the pipeline then settles a call inline, without a shielded task of its own,
+    # which is safe only if no operation can be interrupted by a cancellation half-way.
+    store = LocalCounters()
+    budget, bucket = line(limit=1000), Bucket(scope="rpm:a", capacity=10)
+    operations = [store.remaining([budget]), store.reserve([budget], 10), store.settle([budget], 10, 4),
+                  store.take([bucket], [1]), store.spend_tokens([bucket], 3), store.lease(["p:a"], [2], "l1"),
+                  store.unlease(["p:a"], "l1")]
+    for operation in operations:
+        with pytest.raises(StopIteration):
+            operation.send(None)   # finished at the first step: it never yielded to the event loop
+    assert LocalCounters.never_waits and not RedisCounters.never_waits
