@@ -1,5 +1,5 @@
 """Step 7: call a deployment (with retries and fallbacks); answer buffered, or relay the stream
-chunk by chunk."""
+burst by burst (the chunks that arrived together leave together, in one write)."""
 from __future__ import annotations
 
 import asyncio
@@ -65,26 +65,26 @@ async def respond(ctx: RequestContext, operation: str) -> HttpResponse:
     return HttpResponse(content, content_type="application/json", headers=headers)
 
 
-async def _open_stream(ctx: RequestContext, route: Route) -> tuple[AsyncIterator[dict], dict | None]:
-    """Start the stream and wait for its first chunk: until then a failure can still be retried."""
+async def _open_stream(ctx: RequestContext, route: Route) -> tuple[AsyncIterator[list[dict]], list[dict] | None]:
+    """Start the stream and wait for its first burst of chunks: until then a failure can still be retried."""
     started = time.perf_counter()
-    chunks = route.provider.chat_stream(ctx.body)
+    bursts = route.provider.chat_stream(ctx.body)
     try:
-        first = await anext(chunks, None)
+        first = await anext(bursts, None)
         ctx.first_token_seconds = time.perf_counter() - started
-        return chunks, first
+        return bursts, first
     except BaseException:
-        await chunks.aclose()
+        await bursts.aclose()
         raise
 
 
 async def respond_stream(ctx: RequestContext) -> StreamingHttpResponse:
     ctx.upstream_started = time.perf_counter()
-    chunks, first = await call_upstream(ctx, lambda route: _open_stream(ctx, route), hold=True)
+    bursts, first = await call_upstream(ctx, lambda route: _open_stream(ctx, route), hold=True)
     options = ctx.body.get("stream_options")
     wants_usage = isinstance(options, dict) and options.get("include_usage") is True
     ctx.stream_text = [] if content_logged(ctx) else None
-    return StreamingHttpResponse(_relay(ctx, chunks, first, wants_usage), content_type="text/event-stream",
+    return StreamingHttpResponse(_relay(ctx, bursts, first, wants_usage), content_type="text/event-stream",
                                  headers={**_headers(ctx), "cache-control": "no-cache", "x-accel-buffering": "no"})
 
 
@@ -115,38 +115,45 @@ def _estimate_usage(ctx: RequestContext, completion_chars: int) -> None:
     ctx.usage_estimated = True
 
 
-async def _relay(ctx: RequestContext, chunks: AsyncIterator[dict], first: dict | None,
+async def _relay(ctx: RequestContext, bursts: AsyncIterator[list[dict]], first: list[dict] | None,
                  wants_usage: bool) -> AsyncIterator[bytes]:
+    """The SSE body: one bytes object per burst of chunks (one send, one socket write), then [DONE]."""
     streamed_chars, relayed, limit = 0, 0, response_limit_bytes()
     task = draining.track()  # cancelled at shutdown if still running past the graceful timeout
     journal, in_flight = inflight.current, None   # with Redis: this process's death loses no stream
+    events: list[bytes] = []  # the current burst's events, not yet yielded
     try:
         check = guardrails.chunk_check(ctx)
-        chunk = first
-        while chunk is not None:
-            streamed_chars += _observe(ctx, chunk)
-            if journal is not None:
-                if in_flight is None:
-                    in_flight = journal.open(ctx.call_id, in_flight_entry(ctx))
-                in_flight.completion_tokens = ctx.completion_tokens or estimate_tokens_of_chars(streamed_chars)
-            if check is not None:
-                check(chunk)
-            chunk["model"] = ctx.model_group
-            # The gateway always asks for usage; a client that did not ask does not get it.
-            if not wants_usage:
-                chunk.pop("usage", None)
-            if chunk.get("choices") or wants_usage:
-                event = b"data: " + orjson.dumps(chunk) + b"\n\n"
-                relayed += len(event)
-                if limit is not None and relayed > limit:
-                    raise response_too_large(relayed, limit / MB)
-                yield event
-            chunk = await anext(chunks, None)
+        burst = first
+        while burst is not None:
+            for chunk in burst:
+                streamed_chars += _observe(ctx, chunk)
+                if journal is not None:
+                    if in_flight is None:
+                        in_flight = journal.open(ctx.call_id, in_flight_entry(ctx))
+                    in_flight.completion_tokens = ctx.completion_tokens or estimate_tokens_of_chars(streamed_chars)
+                if check is not None:
+                    check(chunk)
+                chunk["model"] = ctx.model_group
+                # The gateway always asks for usage; a client that did not ask does not get it.
+                if not wants_usage:
+                    chunk.pop("usage", None)
+                if chunk.get("choices") or wants_usage:
+                    event = b"data: " + orjson.dumps(chunk) + b"\n\n"
+                    relayed += len(event)
+                    if limit is not None and relayed > limit:
+                        raise response_too_large(relayed, limit / MB)
+                    events.append(event)
+            if events:
+                out, events = b"".join(events), []
+                yield out
+            burst = await anext(bursts, None)
         yield _DONE
     except GatewayError as exc:
-        # Headers are gone already: the error travels as a last event, as OpenAI's streams do.
+        # Headers are gone already: the error travels as a last event, as OpenAI's streams do, after
+        # the events of its burst that came before it.
         ctx.error = exc
-        yield b"data: " + orjson.dumps(exc.body()) + b"\n\n"
+        yield b"".join(events) + b"data: " + orjson.dumps(exc.body()) + b"\n\n"
     except BaseException as exc:
         # The client went away (cancelled) or something broke: still record what was streamed.
         cancelled = isinstance(exc, (asyncio.CancelledError, GeneratorExit))
@@ -159,13 +166,14 @@ async def _relay(ctx: RequestContext, chunks: AsyncIterator[dict], first: dict |
         if not ctx.prompt_tokens and not ctx.completion_tokens:
             _estimate_usage(ctx, streamed_chars)  # the upstream sent no usage
         # The client may hang up now that it has [DONE]: what follows is not cut short by that.
-        await draining.to_the_end(_close_stream(ctx, chunks, in_flight))
+        await draining.to_the_end(_close_stream(ctx, bursts, in_flight))
 
 
-async def _close_stream(ctx: RequestContext, chunks: AsyncIterator[dict], in_flight: inflight.OpenCall | None) -> None:
+async def _close_stream(ctx: RequestContext, bursts: AsyncIterator[list[dict]],
+                        in_flight: inflight.OpenCall | None) -> None:
     """A relay's books: the upstream response closed, the stream recorded once, its reservation settled."""
     try:
-        await chunks.aclose()
+        await bursts.aclose()
     finally:
         if ctx.release is not None:
             ctx.release()

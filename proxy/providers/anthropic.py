@@ -49,18 +49,28 @@ class AnthropicProvider(HttpProvider):
         message = await self.post_json(self.url, messages_request(body, self.model, stream=False))
         return chat_completion(message)
 
-    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
         payload = messages_request(body, self.model, stream=True)
         response = await self.send(self.url, payload, self.stream_timeout, stream=True)
         stream = _StreamTranslator(self.model)
         # aclosing: the connection is released as soon as we stop reading, not when collected.
-        async with aclosing(self.sse_data(response)) as events:
-            async for data in events:
-                event = self.loads_chunk(data)
-                if event.get("type") == "error":
-                    raise self._stream_error(event.get("error"))
-                for chunk in stream.chunks(event):
-                    yield chunk
+        async with aclosing(self.sse_bursts(response)) as bursts:
+            async for burst in bursts:
+                chunks: list[dict[str, Any]] = []
+                try:
+                    for data in burst:
+                        event = self.loads_chunk(data)
+                        if event.get("type") == "error":
+                            raise self._stream_error(event.get("error"))
+                        chunks += stream.chunks(event)
+                        if stream.finished:
+                            break
+                except UpstreamError:
+                    if chunks:  # what the burst brought before the error reaches the client first
+                        yield chunks
+                    raise
+                if chunks:  # a burst of pings and block stops translates to nothing
+                    yield chunks
                 if stream.finished:
                     return
         raise self.error(502, "the upstream stream ended before message_stop")

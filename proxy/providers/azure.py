@@ -78,13 +78,14 @@ class AzureOpenAI(OpenAICompatible):
             return self.api_base + path
         return f"{self._deployment_base}{path}?api-version={quote(self.api_version, safe='')}"
 
-    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
         # Azure opens a stream with a chunk that only carries prompt_filter_results (choices: []);
         # clients expect every chunk to have choices, or to be the usage chunk.
-        async with aclosing(super().chat_stream(body)) as chunks:  # a client leaving closes the upstream now
-            async for chunk in chunks:
-                if chunk.get("choices") or chunk.get("usage"):
-                    yield chunk
+        async with aclosing(super().chat_stream(body)) as bursts:  # a client leaving closes the upstream now
+            async for burst in bursts:
+                chunks = [chunk for chunk in burst if chunk.get("choices") or chunk.get("usage")]
+                if chunks:
+                    yield chunks
 
     def failure(self, response: httpx2.Response) -> UpstreamError:
         error = super().failure(response)

@@ -36,8 +36,9 @@ class Provider(Protocol):
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """A ``chat.completion`` object."""
 
-    def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """``chat.completion.chunk`` objects; the last carries ``usage`` when the provider sent it."""
+    def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+        """``chat.completion.chunk`` objects, in non-empty lists of those that arrived together (one
+        network read); the last chunk carries ``usage`` when the provider sent it."""
 
     async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         """A ``text_completion`` object."""
@@ -150,8 +151,10 @@ class HttpProvider:
             raise self.failure(response)
         return response
 
-    async def sse_data(self, response: httpx2.Response) -> AsyncIterator[bytes]:
-        """The ``data:`` payloads of a server-sent-events response, until ``[DONE]`` or its end."""
+    async def sse_bursts(self, response: httpx2.Response) -> AsyncIterator[list[bytes]]:
+        """The ``data:`` payloads of a server-sent-events response, until ``[DONE]`` or its end: one
+        non-empty list per network read, with the payloads of all the complete lines that read brought
+        (an upstream often sends many events in one write; the relay then answers them in one write)."""
         # Lines split on bytes (LF or CRLF; the providers send no bare CR), decoded by orjson, not by
         # aiter_lines' text decoder; aiter_bytes still undoes any content-encoding.
         rest, chunks = b"", response.aiter_bytes()
@@ -159,15 +162,20 @@ class HttpProvider:
             async for chunk in chunks:
                 lines = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
                 rest = lines.pop()
+                burst = []
                 for line in lines:
                     if line.startswith(b"data:"):
                         data = line[5:].strip()
                         if data == b"[DONE]":
+                            if burst:
+                                yield burst
                             await _finish(chunks)
                             return
-                        yield data
+                        burst.append(data)
+                if burst:
+                    yield burst
             if rest.startswith(b"data:") and rest[5:].strip() not in (b"", b"[DONE]"):
-                yield rest[5:].strip()
+                yield [rest[5:].strip()]
         except httpx2.TimeoutException:
             raise self.error(408, "the upstream stopped sending before the stream was complete") from None
         except httpx2.TransportError:

@@ -79,13 +79,16 @@ class FakeProvider:
         return {"object": "list", "model": self._model, "data": data,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
-    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+        """The whole answer in one burst: a local model has no network reads to pace it."""
         reply = self._reply(body)
         base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": self._model}
-        yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                        "finish_reason": None}]}]
         for index, word in enumerate(reply):
             text = word if index == 0 else f" {word}"
-            yield {**base, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
-        yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        yield {**base, "choices": [], "usage": self._usage(body, reply)}
+            chunks.append({**base, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
+        chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        chunks.append({**base, "choices": [], "usage": self._usage(body, reply)})
+        yield chunks

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from gateway_project.errors import UpstreamError
 from proxy.providers.base import HttpProvider, upstream_body
 
 
@@ -24,14 +25,22 @@ class OpenAICompatible(HttpProvider):
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self.post_json(self.url("/chat/completions"), upstream_body(body, self.model))
 
-    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
         payload = upstream_body(body, self.model)
         # Ask for usage in the stream so streamed spend is exact; the relay hides the usage chunk
         # from clients that did not ask for it.
         payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
         response = await self.send(self.url("/chat/completions"), payload, self.stream_timeout, stream=True)
-        async for data in self.sse_data(response):
-            yield self.loads_chunk(data)
+        async for burst in self.sse_bursts(response):
+            chunks: list[dict[str, Any]] = []
+            try:
+                for data in burst:
+                    chunks.append(self.loads_chunk(data))
+            except UpstreamError:
+                if chunks:  # the chunks before a malformed one still reach the client, ahead of the error
+                    yield chunks
+                raise
+            yield chunks
 
     async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self.post_json(self.url("/completions"), upstream_body(body, self.model))

@@ -71,12 +71,14 @@ def chat(anthropic: StandInClient, body: dict[str, Any], **params: Any) -> dict[
 
 
 def stream(anthropic: StandInClient, body: dict[str, Any], received: list | None = None) -> list[dict[str, Any]]:
-    """The chunks of a streamed chat, collected into ``received`` (so they survive an exception)."""
+    """The chunks of a streamed chat, collected into ``received`` (so they survive an exception);
+    every burst the provider yields has at least one."""
     received = [] if received is None else received
 
     async def collect(provider: AnthropicProvider) -> list[dict[str, Any]]:
-        async for chunk in provider.chat_stream(body):
-            received.append(chunk)
+        async for burst in provider.chat_stream(body):
+            assert burst
+            received.extend(burst)
         return received
 
     return call(anthropic, collect)

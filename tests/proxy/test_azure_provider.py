@@ -75,8 +75,13 @@ def call(azure_base: str, stand_in: StandInClient):
     return run
 
 
-async def collect(chunks: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [chunk async for chunk in chunks]
+async def collect(bursts: AsyncIterator[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The chunks of a stream's bursts, in order; none of the bursts is empty."""
+    chunks = []
+    async for burst in bursts:
+        assert burst
+        chunks += burst
+    return chunks
 
 
 def only_request(stand_in: StandInClient) -> dict[str, Any]:

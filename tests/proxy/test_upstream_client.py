@@ -133,7 +133,7 @@ def test_a_stream_ending_with_done_gives_its_connection_back(upstream: str) -> N
             before = await accepted(client, upstream)
             for _ in range(5):
                 response = await chat.send(f"{upstream}/sse/4", {"stream": True}, 5, stream=True)
-                events = [orjson.loads(data) async for data in chat.sse_data(response)]
+                events = [orjson.loads(data) async for burst in chat.sse_bursts(response) for data in burst]
                 assert events == [{"index": i} for i in range(4)]
             assert await accepted(client, upstream) == before
         finally:
@@ -151,7 +151,8 @@ def test_a_stream_whose_end_is_late_is_not_waited_for(upstream: str) -> None:
         try:
             before = await accepted(client, upstream)
             response = await chat.send(f"{upstream}/sse-late-end/3", {"stream": True}, 5, stream=True)
-            assert [orjson.loads(data) async for data in chat.sse_data(response)] == [{"index": i} for i in range(3)]
+            events = [orjson.loads(data) async for burst in chat.sse_bursts(response) for data in burst]
+            assert events == [{"index": i} for i in range(3)]
             assert response.is_closed
             assert (await client.get(f"{upstream}/health")).content == b"ok"
             assert await accepted(client, upstream) == before + 1
@@ -668,11 +669,11 @@ def test_stream_chunks_are_relayed_as_they_arrive() -> None:
                     for _ in range(2):
                         got_first.clear()
                         response = await chat.send(f"{base}/chat/completions", {"stream": True}, 5, stream=True)
-                        indexes = []
-                        async for data in chat.sse_data(response):
-                            indexes.append(orjson.loads(data)["index"])
+                        bursts = []
+                        async for burst in chat.sse_bursts(response):
+                            bursts.append([orjson.loads(data)["index"] for data in burst])
                             got_first.set()
-                        assert indexes == [0, 1]
+                        assert bursts == [[0], [1]]  # written apart: read apart
                 assert len(seen.connections) == 1
             finally:
                 await pool.aclose()
@@ -682,6 +683,51 @@ def test_stream_chunks_are_relayed_as_they_arrive() -> None:
 
 def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _sse_response(*events: bytes) -> bytes:
+    """A whole streamed answer, to be sent in one write."""
+    return (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+            + b"".join(_chunk(event) for event in events) + b"0\r\n\r\n")
+
+
+def _chat_chunk(index: int) -> bytes:
+    return b'data: {"choices": [{"index": 0, "delta": {"content": "%d"}}]}\n\n' % index
+
+
+def _bursts(answer: bytes) -> list[list[dict] | UpstreamError]:
+    """The bursts of chunks chat_stream yields for a streamed answer, and the error that ended it if any."""
+    async def main():
+        pool = ClientPool(timeout=5)
+        bursts: list = []
+        async with scripted({"/chat/completions": answer}) as (base, _):
+            try:
+                async for burst in provider(pool, base).chat_stream({"stream": True}):
+                    bursts.append(burst)
+            except UpstreamError as error:
+                bursts.append(error)
+            finally:
+                await pool.aclose()
+        return bursts
+
+    return run(main)
+
+
+def test_stream_events_written_together_come_as_one_burst_of_chunks() -> None:
+    bursts = _bursts(_sse_response(*(_chat_chunk(n) for n in range(25)), b"data: [DONE]\n\n"))
+
+    assert len(bursts) == 1
+    assert [chunk["choices"][0]["delta"]["content"] for chunk in bursts[0]] == [str(n) for n in range(25)]
+
+
+def test_a_malformed_chunk_mid_burst_comes_after_the_chunks_before_it() -> None:
+    """As when they were relayed one by one: the client gets the chunks before the bad one, then the error."""
+    bursts = _bursts(_sse_response(_chat_chunk(0), _chat_chunk(1), b"data: {not json\n\n", _chat_chunk(2),
+                                   b"data: [DONE]\n\n"))
+
+    [first, error] = bursts
+    assert [chunk["choices"][0]["delta"]["content"] for chunk in first] == ["0", "1"]
+    assert isinstance(error, UpstreamError) and error.status == 502 and "malformed" in error.message
 
 
 def test_a_body_that_stalls_times_out_and_its_connection_is_closed() -> None:
