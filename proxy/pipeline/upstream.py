@@ -117,11 +117,13 @@ def _estimate_usage(ctx: RequestContext, completion_chars: int) -> None:
 
 async def _relay(ctx: RequestContext, bursts: AsyncIterator[list[dict]], first: list[dict] | None,
                  wants_usage: bool) -> AsyncIterator[bytes]:
-    """The SSE body: one bytes object per burst of chunks (one send, one socket write), then [DONE]."""
+    """The SSE body: the first event on its own, as soon as it is ready; then one bytes object per burst of
+    chunks (one send, one socket write); then [DONE]."""
     streamed_chars, relayed, limit = 0, 0, response_limit_bytes()
     task = draining.track()  # cancelled at shutdown if still running past the graceful timeout
     journal, in_flight = inflight.current, None   # with Redis: this process's death loses no stream
     events: list[bytes] = []  # the current burst's events, not yet yielded
+    waiting_first = True
     try:
         check = guardrails.chunk_check(ctx)
         burst = first
@@ -143,7 +145,11 @@ async def _relay(ctx: RequestContext, bursts: AsyncIterator[list[dict]], first: 
                     relayed += len(event)
                     if limit is not None and relayed > limit:
                         raise response_too_large(relayed, limit / MB)
-                    events.append(event)
+                    if waiting_first:   # the stream's first event leaves at once: time to first token
+                        waiting_first = False
+                        yield event
+                    else:
+                        events.append(event)
             if events:
                 out, events = b"".join(events), []
                 yield out

@@ -1,5 +1,6 @@
 """``stream=True`` relayed as server-sent events, with usage counted: the chunks that arrived from the
-upstream together (one network read) leave together (one write), each as soon as it arrived."""
+upstream together (one network read) leave together (one write), each as soon as it arrived; the stream's
+first event leaves on its own, at once."""
 import queue
 import socket
 import socketserver
@@ -216,13 +217,15 @@ def http_chunks_of_stream(gateway, model: str, words: int) -> list[bytes]:
         rest = rest[size + 2:]
 
 
-def test_events_that_arrive_in_one_read_are_relayed_in_one_write(burst_gateway):
+def test_the_first_event_leaves_at_once_and_the_rest_of_its_read_in_one_write(burst_gateway):
     gateway, _ = burst_gateway
 
     chunks = http_chunks_of_stream(gateway, "one-write", 20)
 
-    # The same bytes as relayed event by event (every event, in order, then [DONE]), in one write.
-    assert chunks == [b"".join(relayed_events("one-write", 20)), DONE]
+    # The same bytes as relayed event by event (every event, in order, then [DONE]): the first event on its
+    # own (time to first token), the others that came in the same read in one write.
+    events = relayed_events("one-write", 20)
+    assert chunks == [events[0], b"".join(events[1:]), DONE]
 
 
 def test_a_stream_over_the_size_limit_mid_burst_relays_the_events_before_it_then_the_error(burst_gateway):
@@ -230,10 +233,11 @@ def test_a_stream_over_the_size_limit_mid_burst_relays_the_events_before_it_then
     events = relayed_events("one-write", 200)
     fitting = next(n for n in range(len(events) + 1) if len(b"".join(events[:n + 1])) > RESPONSE_LIMIT)
 
-    [chunk] = http_chunks_of_stream(gateway, "one-write", 200)
+    first, chunk = http_chunks_of_stream(gateway, "one-write", 200)
 
-    before, error = chunk[:len(b"".join(events[:fitting]))], chunk[len(b"".join(events[:fitting])):]
-    assert 0 < fitting < len(events) and before == b"".join(events[:fitting])
+    cut = len(b"".join(events[1:fitting]))
+    before, error = chunk[:cut], chunk[cut:]
+    assert 1 < fitting < len(events) and first == events[0] and before == b"".join(events[1:fitting])
     assert error.startswith(b"data: {") and error.endswith(b"\n\n") and error.count(b"\n\n") == 1
     assert orjson.loads(error[6:])["error"]["message"].startswith("Response size is too large")
 
