@@ -1,5 +1,5 @@
-"""The benchmark driver: direct to a stand-in upstream, through this gateway, through the LiteLLM proxy,
-interleaved in one run.
+"""The benchmark driver: direct to a stand-in upstream, through this gateway, through a bare ASGI relay (the
+floor: bench/relay.py), through the LiteLLM proxy, interleaved in one run.
 
     python -m bench                    # the full matrix (make bench); writes docs/performance.md's table
     python -m bench --smoke            # a tiny run: direct + gateway, a few requests, no LiteLLM, no wrk
@@ -124,6 +124,15 @@ def start_gateway(log_dir: Path, upstream: str, latencies: list[int], workers: i
         "key_alias": "bench", "max_budget": 1_000_000, "budget_duration": "30d",
         "rpm_limit": 10_000_000, "tpm_limit": 10_000_000_000}, MASTER_KEY)["key"]
     return process, Target("gateway", base, process.pid, key)
+
+
+def start_relay(log_dir: Path, upstream: str, python: str = sys.executable) -> tuple[ServerProcess, Target]:
+    """The floor (bench/relay.py): a bare ASGI relay on the gateway's server stack and upstream client."""
+    port = free_port()
+    process = ServerProcess([python, "-m", "bench.relay", "--port", str(port), "--upstream", upstream],
+                            log_dir=log_dir, name="relay", cwd=ROOT).start()
+    process.wait_until_ready(port, timeout=60)
+    return process, Target("relay", f"http://127.0.0.1:{port}", process.pid, None)
 
 
 def start_litellm(log_dir: Path, upstream: str, latencies: list[int], workers: int) -> tuple[ServerProcess, Target]:
@@ -364,14 +373,15 @@ def markdown(report: dict) -> str:
     lines.append(f"Load average (1 min) during the run: from {loads[0][0]:.2f} to max "
                  f"{max(l[0] for l in loads):.2f} (other jobs shared the machine).")
     lines.append("")
+    floor = any("relay" in point["summary"] for point in report["matrix"]["points"])
     lines.append("| upstream latency | stream | conc. | direct req/s | gateway req/s | LiteLLM req/s | gateway cores "
                  "| LiteLLM cores | gateway req/s per core | LiteLLM req/s per core | per-core ratio | gateway added "
                  "p50 / p99 ms | LiteLLM added p50 / p99 ms | added TTFB gateway / LiteLLM ms | peak RSS gateway / "
-                 "LiteLLM MB | generator cores (max) |")
-    lines.append("|" + "---|" * 16)
+                 "LiteLLM MB | generator cores (max) |" + (" bare relay added p50 / TTFB ms |" if floor else ""))
+    lines.append("|" + "---|" * (17 if floor else 16))
     for point in report["matrix"]["points"]:
         s = point["summary"]
-        d, g, lt = s["direct"], s["gateway"], s.get("litellm")
+        d, g, lt, r = s["direct"], s["gateway"], s.get("litellm"), s.get("relay")
         ratio = (g["rps_per_core"] / lt["rps_per_core"]) if lt and g.get("rps_per_core") and lt.get(
             "rps_per_core") else None
         generators = max(fig["generator_cores"] or 0 for fig in s.values())
@@ -383,7 +393,9 @@ def markdown(report: dict) -> str:
             f"| {_f(g['added_p50_ms'], '{:.2f}')} / {_f(g['added_p99_ms'], '{:.2f}')} "
             f"| {_f(lt and lt['added_p50_ms'], '{:.2f}')} / {_f(lt and lt['added_p99_ms'], '{:.2f}')} "
             f"| {_f(g['added_ttfb_ms'], '{:.2f}')} / {_f(lt and lt['added_ttfb_ms'], '{:.2f}')} "
-            f"| {_f(g['peak_rss_mb'])} / {_f(lt and lt['peak_rss_mb'])} | {generators:.2f} |")
+            f"| {_f(g['peak_rss_mb'])} / {_f(lt and lt['peak_rss_mb'])} | {generators:.2f} |"
+            + (f" {_f(r and r['added_p50_ms'], '{:.2f}')} / {_f(r and r['added_ttfb_ms'], '{:.2f}')} |"
+               if floor else ""))
     errors = {name: sum(p["summary"][name]["errors"] for p in report["matrix"]["points"])
               for name in report["matrix"]["points"][0]["summary"]} if report["matrix"]["points"] else {}
     lines.append("")
@@ -406,6 +418,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--soak", type=int, metavar="N", help="soak mode: N requests through the gateway, RSS sampled")
     parser.add_argument("--no-litellm", action="store_true", help="leave the LiteLLM proxy out")
     parser.add_argument("--no-wrk", action="store_true", help="drive every point with the asyncio generator")
+    parser.add_argument("--no-floor", action="store_true", help="leave out the bare ASGI relay (bench/relay.py) "
+                                                                "measured as the floor")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--latency", type=int, nargs="+", default=[0, 50], help="upstream latencies (ms)")
     parser.add_argument("--stream", type=lambda s: s == "yes", nargs="+", default=[False, True],
@@ -467,6 +481,10 @@ def main(argv: list[str] | None = None) -> dict:
             report["soak"] = run_soak(args, work, gateway)
         else:
             targets = [direct, gateway]
+            if not args.no_floor:
+                relay_process, relay = start_relay(work, upstream_base, python)
+                processes.append(relay_process)
+                targets.append(relay)
             if use_litellm:
                 litellm_process, litellm = start_litellm(work, upstream_base, latencies, args.workers)
                 processes.append(litellm_process)

@@ -1,6 +1,6 @@
 """``python -m bench --smoke``: the benchmark harness runs end to end (stand-in upstream, the gateway on
-its production path with a database-backed key, the load generator, the report). Speed is never asserted
-here: the machines are shared; the benchmark itself reports it (docs/performance.md)."""
+its production path with a database-backed key, the bare relay beside it, the load generator, the report).
+Speed is never asserted here: the machines are shared; the benchmark itself reports it (docs/performance.md)."""
 from __future__ import annotations
 
 import json
@@ -26,7 +26,7 @@ def test_smoke_measures_direct_and_gateway_at_each_point(smoke):
     assert [(p["latency_ms"], p["stream"], p["concurrency"]) for p in points] == [
         (0, False, 1), (0, False, 2), (0, True, 1), (0, True, 2)]
     for point in points:
-        assert set(point["summary"]) == {"direct", "gateway"}  # no LiteLLM in a smoke run
+        assert set(point["summary"]) == {"direct", "gateway", "relay"}  # no LiteLLM in a smoke run
         for name, runs in point["runs"].items():
             assert len(runs) == 1
             assert runs[0]["requests"] == 20 and runs[0]["errors"] == 0, (name, runs[0])
@@ -36,6 +36,7 @@ def test_smoke_measures_direct_and_gateway_at_each_point(smoke):
             assert isinstance(gateway[field], float), (field, gateway)
         assert gateway["peak_rss_mb"] > 0
         assert isinstance(gateway["added_ttfb_ms"], float)
+        assert isinstance(point["summary"]["relay"]["added_p50_ms"], float)   # the floor beside it
 
 
 def test_smoke_writes_json_results_and_the_markdown_table(smoke):
@@ -51,5 +52,5 @@ def test_smoke_writes_json_results_and_the_markdown_table(smoke):
     assert text.startswith("# Performance\n\nbefore\n") and text.endswith(f"{bench.RESULTS_END}\nafter\n")
     assert "old table" not in text
     rows = [line for line in text.splitlines() if line.startswith("| 0 ms |")]
-    assert len(rows) == 4 and all(row.count("|") == 17 for row in rows)
-    assert "Non-2xx or failed requests over the run: direct 0, gateway 0." in text
+    assert len(rows) == 4 and all(row.count("|") == 18 for row in rows)   # 17 columns, the floor's last
+    assert "Non-2xx or failed requests over the run: direct 0, gateway 0, relay 0." in text
