@@ -1,6 +1,6 @@
 """The floor: a bare ASGI relay with none of the gateway's features, measured beside it by the bench.
 
-    python -m bench.relay --port 8960 --upstream http://127.0.0.1:8950
+    python -m bench.relay --port 8960 --upstream http://127.0.0.1:8950 --chunks 20
 
 uvicorn (uvloop, httptools) serving one ASGI function: it reads the body, takes the model from it with
 orjson (``bench-l<ms>`` names the stand-in's latency, as the gateway's bench config does), and forwards the
@@ -18,12 +18,11 @@ import uvicorn
 
 from proxy.http import ClientPool
 
-CHUNKS = 20  # the stand-in's stream length, as bench.run configures the gateway's models
-
 
 class Relay:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, chunks: int) -> None:
         self.upstream = upstream.rstrip("/")
+        self.chunks = chunks   # the stand-in's stream length, as bench.run configures the gateway's models
         self.pool = ClientPool(timeout=60)
 
     async def __call__(self, scope, receive, send) -> None:
@@ -38,7 +37,7 @@ class Relay:
                 break
         model = orjson.loads(body).get("model", "")
         latency = model.removeprefix("bench-l") if model.startswith("bench-l") else "0"
-        client = self.pool.get(f"{self.upstream}/l{latency}/c{CHUNKS}/v1")
+        client = self.pool.get(f"{self.upstream}/l{latency}/c{self.chunks}/v1")
         request = client.build_request("POST", "/chat/completions", content=body,
                                        headers={"content-type": "application/json"})
         response = await client.send(request, stream=True)
@@ -67,8 +66,9 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="the stand-in's base URL")
+    parser.add_argument("--chunks", type=int, required=True, help="content chunks per stream (the stand-in's /c<n>/)")
     args = parser.parse_args()
-    uvicorn.run(Relay(args.upstream), host=args.host, port=args.port, log_level="warning", ws="none",
+    uvicorn.run(Relay(args.upstream, args.chunks), host=args.host, port=args.port, log_level="warning", ws="none",
                 server_header=False, lifespan="on")
 
 

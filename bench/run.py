@@ -129,7 +129,8 @@ def start_gateway(log_dir: Path, upstream: str, latencies: list[int], workers: i
 def start_relay(log_dir: Path, upstream: str, python: str = sys.executable) -> tuple[ServerProcess, Target]:
     """The floor (bench/relay.py): a bare ASGI relay on the gateway's server stack and upstream client."""
     port = free_port()
-    process = ServerProcess([python, "-m", "bench.relay", "--port", str(port), "--upstream", upstream],
+    process = ServerProcess([python, "-m", "bench.relay", "--port", str(port), "--upstream", upstream,
+                             "--chunks", str(CHUNKS)],
                             log_dir=log_dir, name="relay", cwd=ROOT).start()
     process.wait_until_ready(port, timeout=60)
     return process, Target("relay", f"http://127.0.0.1:{port}", process.pid, None)

@@ -428,14 +428,12 @@ class _Body(httpx2.AsyncByteStream):
                 if connection._body:
                     data = connection.take_body()
                     if connection._complete:
-                        self._connection = None
-                        connection.finish()
+                        self._finish()
                     yield data
                     if self._connection is None:
                         return
                 elif connection._complete:
-                    self._connection = None
-                    connection.finish()
+                    self._finish()
                     return
                 elif connection._failure is not None:
                     kind, message = connection._failure
@@ -456,11 +454,15 @@ class _Body(httpx2.AsyncByteStream):
         if connection is None:
             return
         if connection._complete:  # all of it arrived, unread: the connection is still good
-            self._connection = None
             connection.take_body()
-            connection.finish()
+            self._finish()
         else:
             self._abandon()
+
+    def _finish(self) -> None:
+        """Read to its end: the connection goes back to the pool (or is closed), no longer this body's."""
+        connection, self._connection = self._connection, None
+        connection.finish()
 
     def _abandon(self) -> None:
         connection, self._connection = self._connection, None
