@@ -103,11 +103,18 @@ def assert_exactly_one_row_per_answer(gw, key: str, answered: list[str]) -> list
     """Waits until every request in ``answered`` has its row; then checks that no request has two, and
     that the key's spend is the sum of its rows."""
     wanted = set(answered)
-    rows = wait_for(lambda: (lambda r: r if wanted <= {row["request_id"] for row in r} else None)(rows_of(gw, key)),
-                    timeout=60)
+
+    def written_and_quiet() -> tuple[list[dict], dict] | None:
+        # Rows of calls answered later (or in flight at a kill) may still be arriving: the key is read between
+        # two reads of its rows that agree, so that it matches them (its spend is added in its rows' transaction).
+        before = rows_of(gw, key)
+        info = gw.admin("GET", "/key/info", params={"key": key}).json()["info"]
+        after = rows_of(gw, key)
+        return (after, info) if len(after) == len(before) and wanted <= {row["request_id"] for row in after} else None
+
+    rows, info = wait_for(written_and_quiet, timeout=60)
     ids = [row["request_id"] for row in rows]
     assert len(ids) == len(set(ids)), "a request has two spend rows"
-    info = gw.admin("GET", "/key/info", params={"key": key}).json()["info"]
     assert info["spend"] == pytest.approx(sum(row["spend"] for row in rows), rel=1e-9, abs=1e-12)
     return rows
 
