@@ -84,8 +84,17 @@ async def respond_stream(ctx: RequestContext) -> StreamingHttpResponse:
     options = ctx.body.get("stream_options")
     wants_usage = isinstance(options, dict) and options.get("include_usage") is True
     ctx.stream_text = [] if content_logged(ctx) else None
-    return StreamingHttpResponse(_relay(ctx, bursts, first, wants_usage), content_type="text/event-stream",
-                                 headers={**_headers(ctx), "cache-control": "no-cache", "x-accel-buffering": "no"})
+    response = EventStream(content_type="text/event-stream",
+                           headers={**_headers(ctx), "cache-control": "no-cache", "x-accel-buffering": "no"})
+    response.streaming_content = _relay(ctx, response, bursts, first, wants_usage)
+    return response
+
+
+class EventStream(StreamingHttpResponse):
+    """A relayed stream. ``ended`` turns true as its last part is handed out: what the relay does after it
+    (closing the upstream, the call's books) need not hold back the end of the answer (proxy.hotpath)."""
+
+    ended = False
 
 
 def _observe(ctx: RequestContext, chunk: dict) -> int:
@@ -115,8 +124,8 @@ def _estimate_usage(ctx: RequestContext, completion_chars: int) -> None:
     ctx.usage_estimated = True
 
 
-async def _relay(ctx: RequestContext, bursts: AsyncIterator[list[dict]], first: list[dict] | None,
-                 wants_usage: bool) -> AsyncIterator[bytes]:
+async def _relay(ctx: RequestContext, answer: EventStream, bursts: AsyncIterator[list[dict]],
+                 first: list[dict] | None, wants_usage: bool) -> AsyncIterator[bytes]:
     """The SSE body: the first event on its own, as soon as it is ready; then one bytes object per burst of
     chunks (one send, one socket write); then [DONE]."""
     streamed_chars, relayed, limit = 0, 0, response_limit_bytes()
@@ -154,11 +163,13 @@ async def _relay(ctx: RequestContext, bursts: AsyncIterator[list[dict]], first: 
                 out, events = b"".join(events), []
                 yield out
             burst = await anext(bursts, None)
+        answer.ended = True
         yield _DONE
     except GatewayError as exc:
         # Headers are gone already: the error travels as a last event, as OpenAI's streams do, after
         # the events of its burst that came before it.
         ctx.error = exc
+        answer.ended = True
         yield b"".join(events) + b"data: " + orjson.dumps(exc.body()) + b"\n\n"
     except BaseException as exc:
         # The client went away (cancelled) or something broke: still record what was streamed.

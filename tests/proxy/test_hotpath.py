@@ -144,3 +144,82 @@ def test_an_unknown_middleware_turns_the_dispatch_off(settings, started):
 
     assert not dispatch.enabled
     assert status == 200 and len(started) == 1
+
+
+CHAT = b'{"model": "fake-openai-endpoint", "messages": [{"role": "user", "content": "hi"}]}'
+STREAM = b'{"model": "fake-openai-endpoint", "messages": [{"role": "user", "content": "hi"}], "stream": true}'
+
+
+@pytest.fixture
+def timeline(monkeypatch):
+    """What happened, in order: the answer's body messages as the server is handed them, and the moment the
+    call's spend record goes to the writer (kept in the list instead: no database here)."""
+    events = []
+    monkeypatch.setattr("proxy.pipeline.record.record", lambda entry: events.append(("recorded", entry.call_type)))
+    return events
+
+
+def call_in_order(app, events: list, body: bytes):
+    async def exchange():
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+                 "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 4000),
+                 "headers": [(b"authorization", f"Bearer {MASTER_KEY}".encode()), (b"content-type", b"application/json")]}
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
+        answered = asyncio.Event()
+
+        async def receive():
+            if pending:
+                return pending.pop(0)
+            await answered.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.body":
+                events.append(("body", message.get("body", b""), message.get("more_body", False)))
+                if not message.get("more_body"):
+                    answered.set()
+
+        await app(scope, receive, send)
+
+    async_to_sync(exchange)()
+    return [event[0] if event[0] == "recorded" else ("end" if not event[2] else "part") for event in events]
+
+
+def test_a_buffered_answers_books_are_kept_once_it_is_sent(timeline):
+    """In-process counters: the caller's next request cannot be read before the books are kept, so they
+    wait for the answer's last byte instead of holding it back."""
+    order = call_in_order(application, timeline, CHAT)
+
+    assert order == ["end", "recorded"]
+    assert b'"chat.completion"' in timeline[0][1]
+
+
+def test_with_shared_counters_the_books_are_kept_before_the_answer(timeline, monkeypatch):
+    """Counters that wait on the network (Redis): a caller's next call, perhaps to another instance, could
+    come in while they are settled, so the answer waits for them."""
+    from proxy.runtime import get_runtime
+
+    async def counters():
+        return get_runtime().counters
+
+    monkeypatch.setattr(async_to_sync(counters)(), "never_waits", False)
+
+    assert call_in_order(application, timeline, CHAT) == ["recorded", "end"]
+
+
+def test_a_streams_end_leaves_with_done_before_its_books(timeline):
+    """[DONE] and the end of the body in one message, then the stream's books."""
+    order = call_in_order(application, timeline, STREAM)
+
+    assert order[-2:] == ["end", "recorded"] and set(order[:-2]) == {"part"}
+    assert timeline[-2][1] == b"data: [DONE]\n\n"
+
+
+def test_through_djangos_handler_a_stream_still_ends_and_is_recorded(timeline):
+    """Django's own handler (the dispatch off) knows nothing of the last part: it sends the end after the
+    stream's books, as before."""
+    order = call_in_order(django_application, timeline, STREAM)
+
+    assert order[-2:] == ["recorded", "end"]
+    assert b"data: [DONE]\n\n" in b"".join(event[1] for event in timeline if event[0] == "body")
