@@ -671,19 +671,38 @@ class ClientPool:
         self._tls = SharedTLS()  # one SSL context for every upstream, built on the first https call
         # Keyed by event loop too: a client's connections belong to the loop that opened them
         # (one loop per server process; tests may run several).
-        self._clients: dict[tuple[int, str], httpx2.AsyncClient] = {}
+        self._clients: dict[tuple[int, str], tuple[httpx2.AsyncClient, UpstreamTransport]] = {}
 
     def get(self, base_url: str) -> httpx2.AsyncClient:
+        return self._client(base_url)[0]
+
+    def _client(self, base_url: str) -> tuple[httpx2.AsyncClient, UpstreamTransport]:
         key = (id(asyncio.get_running_loop()), base_url)
-        client = self._clients.get(key)
-        if client is None:
+        pair = self._clients.get(key)
+        if pair is None:
+            transport = UpstreamTransport(limits=self._limits, tls=self._tls)
             client = httpx2.AsyncClient(base_url=base_url, timeout=self._timeout, follow_redirects=False,
-                                        trust_env=False,
-                                        transport=UpstreamTransport(limits=self._limits, tls=self._tls))
-            self._clients[key] = client
-        return client
+                                        trust_env=False, transport=transport)
+            pair = self._clients[key] = (client, transport)
+        return pair
+
+    async def send(self, base_url: str, request: httpx2.Request, *, stream: bool = False) -> httpx2.Response:
+        """``get(base_url).send(request, stream=stream)`` in fewer steps, for a request built whole (its URL
+        absolute, the client's default headers in it): straight to the client's transport. Left out is
+        what a provider call does not use: redirects and auth flows (off), event hooks (none), the
+        per-request log line, and the cookie jar (cookies an upstream sets in answer to one caller are not
+        kept in the client that every caller of that upstream shares)."""
+        response = await self._client(base_url)[1].handle_async_request(request)
+        response.request = request
+        if not stream:
+            try:
+                await response.aread()
+            except BaseException:
+                await response.aclose()
+                raise
+        return response
 
     async def aclose(self) -> None:
         loop_id = id(asyncio.get_running_loop())
         for key in [k for k in self._clients if k[0] == loop_id]:
-            await self._clients.pop(key).aclose()
+            await self._clients.pop(key)[0].aclose()

@@ -139,7 +139,7 @@ class HttpProvider:
         request = httpx2.Request("POST", _url(url), content=orjson.dumps(payload), headers=self._headers,
                                  extensions={"timeout": _timeouts(timeout)})
         try:
-            response = await client.send(request, stream=stream)
+            response = await self._clients.send(self.api_base, request, stream=stream)
         except httpx2.TimeoutException:
             raise self.error(408, f"the upstream did not answer within {timeout:g}s") from None
         except httpx2.TransportError as exc:
@@ -154,26 +154,33 @@ class HttpProvider:
     async def sse_bursts(self, response: httpx2.Response) -> AsyncIterator[list[bytes]]:
         """The ``data:`` payloads of a server-sent-events response, until ``[DONE]`` or its end: one
         non-empty list per network read, with the payloads of all the complete lines that read brought
-        (an upstream often sends many events in one write; the relay then answers them in one write)."""
+        (an upstream often sends many events in one write; the relay then answers them in one write).
+        The stream's first payload comes alone, ahead of the rest of its read: the time to the first
+        token does not wait for the whole burst to be decoded."""
         # Lines split on bytes (LF or CRLF; the providers send no bare CR), decoded by orjson, not by
         # aiter_lines' text decoder; aiter_bytes still undoes any content-encoding.
-        rest, chunks = b"", response.aiter_bytes()
+        rest, chunks, first = b"", response.aiter_bytes(), True
         try:
             async for chunk in chunks:
                 lines = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
                 rest = lines.pop()
-                burst = []
+                burst, done = [], False
                 for line in lines:
                     if line.startswith(b"data:"):
                         data = line[5:].strip()
                         if data == b"[DONE]":
-                            if burst:
-                                yield burst
-                            await _finish(chunks)
-                            return
+                            done = True
+                            break
                         burst.append(data)
                 if burst:
+                    if first and len(burst) > 1:
+                        yield burst[:1]
+                        burst = burst[1:]
+                    first = False
                     yield burst
+                if done:
+                    await _finish(chunks)
+                    return
             if rest.startswith(b"data:") and rest[5:].strip() not in (b"", b"[DONE]"):
                 yield [rest[5:].strip()]
         except httpx2.TimeoutException:

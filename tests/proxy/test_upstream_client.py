@@ -714,10 +714,12 @@ def _bursts(answer: bytes) -> list[list[dict] | UpstreamError]:
 
 
 def test_stream_events_written_together_come_as_one_burst_of_chunks() -> None:
+    """After the stream's first chunk, which comes alone (the time to the first token does not wait for the
+    rest of its read to be decoded)."""
     bursts = _bursts(_sse_response(*(_chat_chunk(n) for n in range(25)), b"data: [DONE]\n\n"))
 
-    assert len(bursts) == 1
-    assert [chunk["choices"][0]["delta"]["content"] for chunk in bursts[0]] == [str(n) for n in range(25)]
+    assert [[chunk["choices"][0]["delta"]["content"] for chunk in burst] for burst in bursts] == [
+        ["0"], [str(n) for n in range(1, 25)]]
 
 
 def test_a_malformed_chunk_mid_burst_comes_after_the_chunks_before_it() -> None:
@@ -725,8 +727,8 @@ def test_a_malformed_chunk_mid_burst_comes_after_the_chunks_before_it() -> None:
     bursts = _bursts(_sse_response(_chat_chunk(0), _chat_chunk(1), b"data: {not json\n\n", _chat_chunk(2),
                                    b"data: [DONE]\n\n"))
 
-    [first, error] = bursts
-    assert [chunk["choices"][0]["delta"]["content"] for chunk in first] == ["0", "1"]
+    [first, second, error] = bursts
+    assert [chunk["choices"][0]["delta"]["content"] for chunk in first + second] == ["0", "1"]
     assert isinstance(error, UpstreamError) and error.status == 502 and "malformed" in error.message
 
 
@@ -772,7 +774,7 @@ def test_one_ssl_context_for_every_upstream_of_a_pool(tls_upstream: tuple[str, s
             for url in (base, base + "/"):  # two clients
                 with pytest.raises(httpx2.ConnectError):
                     await pool.get(url).get(f"{base}/health")
-            contexts = {id(client._transport.tls.context()) for client in pool._clients.values()}
+            contexts = {id(transport.tls.context()) for _, transport in pool._clients.values()}
             assert len(pool._clients) == 2 and len(contexts) == 1
         finally:
             await pool.aclose()
@@ -798,5 +800,46 @@ def test_a_body_the_upstream_does_not_take_is_a_write_timeout() -> None:
             for writer in stalled:
                 writer.close()
             server.close()
+
+    run(main)
+
+
+def test_the_pools_send_keeps_no_cookies_from_one_call_to_the_next() -> None:
+    """``ClientPool.send`` (how providers call out) goes straight to the transport: a cookie that one caller's
+    call was answered with is not stored in the client every caller of that upstream shares, where httpx2's
+    own ``send`` would keep it in the client's jar for any later request built by the client."""
+    async def main():
+        async with scripted({"/set": LENGTH_RESPONSE, "/next": OK}) as (base, seen):
+            pool = ClientPool(timeout=5)
+            try:
+                client = pool.get(base)
+                first = await pool.send(base, httpx2.Request("GET", f"{base}/set"))
+                assert (first.status_code, first.content) == (201, b"hello world")
+                assert first.headers.get_list("set-cookie") == ["a=1", "b=2"]
+                assert (await client.get(f"{base}/next")).content == b"ok"
+                await client.send(httpx2.Request("GET", f"{base}/set"))   # httpx2's way, for contrast
+                await client.get(f"{base}/next")
+            finally:
+                await pool.aclose()
+        cookies = [[line for line in head.lower().split(b"\r\n") if line.startswith(b"cookie:")]
+                   for head, _ in seen.requests]
+        assert cookies == [[], [], [], [b"cookie: a=1; b=2"]]
+
+    run(main)
+
+
+def test_the_pools_send_streams_a_body_as_it_arrives() -> None:
+    async def main():
+        async with scripted({"/chunked": CHUNKED_RESPONSE}) as (base, seen):
+            pool = ClientPool(timeout=5)
+            try:
+                response = await pool.send(base, httpx2.Request("GET", f"{base}/chunked"), stream=True)
+                assert not response.is_stream_consumed
+                assert b"".join([part async for part in response.aiter_bytes()]) == b"hello world"
+                again = await pool.send(base, httpx2.Request("GET", f"{base}/chunked"))
+                assert again.content == b"hello world"
+            finally:
+                await pool.aclose()
+        assert len(seen.connections) == 1   # read to its end, the connection went back to the pool
 
     run(main)
