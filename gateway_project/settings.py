@@ -156,6 +156,9 @@ GATEWAY_MAX_HEADER_BYTES = env_int("GATEWAY_MAX_HEADER_BYTES", 64 * 1024)
 GATEWAY_WORKERS = env_int("GATEWAY_WORKERS", 0)
 GATEWAY_GRACEFUL_TIMEOUT = env_float("GATEWAY_GRACEFUL_TIMEOUT", 30.0)
 GATEWAY_KEEPALIVE_TIMEOUT = env_int("GATEWAY_KEEPALIVE_TIMEOUT", 75)
+# Move what start-up built out of the garbage collector's sight once a worker is up (gc.freeze): its full
+# collections then scan only what requests made since (docs/performance.md, "Garbage collection").
+GATEWAY_GC_FREEZE = env_bool("GATEWAY_GC_FREEZE", True)
 
 # --- Background jobs (see docs/background-jobs.md) ----------------------------------------------
 # With REDIS_URL a Celery worker and beat run them; without, the gateway runs the same tasks on an
