@@ -48,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 import httptools
 import httpx2
@@ -127,6 +127,40 @@ async def _whole_body(request: httpx2.Request, chunked: bool, length: int | None
 
 def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class Post:
+    """POSTs of bytes to one URL with one set of headers (a deployment's calls), prepared once: the origin,
+    and the request head but its Content-Length, made and checked as ``_request_head`` makes and checks
+    every request's head. A call then costs two byte joins instead of an ``httpx2.Request``."""
+
+    __slots__ = ("origin", "_start")
+
+    def __init__(self, url: httpx2.URL, headers: httpx2.Headers) -> None:
+        self.origin = (url.raw_scheme, url.raw_host, url.port)
+        head, chunked, close, _ = _request_head(httpx2.Request("POST", url, headers=headers, content=b""))
+        if chunked or close:
+            raise httpx2.LocalProtocolError("a prepared POST is sent with a Content-Length, on a kept-alive "
+                                            "connection")
+        lines = [line for line in head[:-4].split(b"\r\n") if not line.lower().startswith(b"content-length:")]
+        self._start = b"\r\n".join(lines) + b"\r\nContent-Length: "
+
+    def head(self, length: int) -> bytes:
+        return self._start + str(length).encode() + b"\r\n\r\n"
+
+
+class Answer(NamedTuple):
+    """A response read whole: status, headers (raw, in order), body (content-encoding undone)."""
+
+    status_code: int
+    headers: list[tuple[bytes, bytes]]
+    content: bytes
+
+    def as_response(self) -> httpx2.Response:
+        """As an ``httpx2.Response`` (for error handling written for one), its body as it was read."""
+        return httpx2.Response(self.status_code, content=self.content, headers=[
+            (name, value) for name, value in self.headers
+            if name.lower() not in (b"content-encoding", b"content-length", b"transfer-encoding")])
 
 
 # One connection ------------------------------------------------------------------------------------
@@ -300,12 +334,12 @@ class _Connection(asyncio.Protocol):
 
     # The exchange ----------------------------------------------------------------------------------
 
-    async def exchange(self, request: httpx2.Request, head: bytes, body: bytes | None, chunked: bool,
-                       length: int | None, close: bool, timeouts: dict[str, float | None]) -> httpx2.Response:
-        """Send ``request`` (its ``head`` built, its ``body`` if given as bytes, else its stream) and wait
-        for the final response's head; the body follows as the response's stream. On any exception the
-        caller closes the connection."""
-        self._busy, self._head_only, self._sent, self._close_after = True, request.method == "HEAD", False, close
+    async def exchange(self, head_only: bool, stream: Any, head: bytes, body: bytes | None, chunked: bool,
+                       length: int | None, close: bool, timeouts: dict[str, float | None]) -> None:
+        """Send a request (its ``head`` built, its ``body`` if given as bytes, else ``stream``) and wait for
+        the final response's head (``_status``, ``_headers``); the body follows (``_Body``). ``head_only``:
+        a HEAD request, whose response has no body. On any exception the caller closes the connection."""
+        self._busy, self._head_only, self._sent, self._close_after = True, head_only, False, close
         self._head_done = self._complete = self._reusable = False
         self._reason, self._headers, self._failure = b"", [], None
         write_timeout = timeouts.get("write")
@@ -319,7 +353,7 @@ class _Connection(asyncio.Protocol):
             self._sent = not self.closed
         else:
             transport.write(head)
-            await self._send_stream(request.stream, chunked, length, write_timeout)
+            await self._send_stream(stream, chunked, length, write_timeout)
         read_timeout = timeouts.get("read")
         while not self._head_done:
             if self._failure is not None:
@@ -332,7 +366,10 @@ class _Connection(asyncio.Protocol):
             await self._wait(read_timeout, httpx2.ReadTimeout, "no response from the upstream within %gs")
         if not self._sent:
             self._close_after = True
-        return httpx2.Response(self._status, headers=self._headers, stream=_Body(self, read_timeout),
+
+    def response(self, timeouts: dict[str, float | None]) -> httpx2.Response:
+        """The response whose head ``exchange`` waited for, its body to be read as it arrives."""
+        return httpx2.Response(self._status, headers=self._headers, stream=_Body(self, timeouts.get("read")),
                                extensions={"http_version": self._version, "reason_phrase": self._reason})
 
     async def _drain(self, timeout: float | None) -> None:
@@ -639,10 +676,34 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
         body = await _whole_body(request, chunked, length) if isinstance(request.stream, httpx2.ByteStream) else None
         connection = await origin.acquire(timeouts)
         try:
-            return await connection.exchange(request, head, body, chunked, length, close, timeouts)
+            await connection.exchange(request.method == "HEAD", request.stream, head, body, chunked, length, close,
+                                      timeouts)
         except BaseException:
             connection.abort()
             raise
+        return connection.response(timeouts)
+
+    async def post(self, post: Post, body: bytes, timeouts: dict[str, float | None],
+                   stream: bool) -> httpx2.Response | Answer:
+        """``post``'s request with ``body``: the response as it arrives (``stream``), else read whole."""
+        origin = self._origins.get(post.origin)
+        if origin is None:
+            origin = self._origin(*post.origin)
+        connection = await origin.acquire(timeouts)
+        try:
+            await connection.exchange(False, None, post.head(len(body)), body, False, len(body), False, timeouts)
+        except BaseException:
+            connection.abort()
+            raise
+        if stream:
+            return connection.response(timeouts)
+        encoded = any(name.lower() == b"content-encoding" for name, _ in connection._headers)
+        status, headers = connection._status, connection._headers
+        if encoded:   # gzip and the like: httpx2's decoders
+            response = connection.response(timeouts)
+            await response.aread()
+            return Answer(status, headers, response.content)
+        return Answer(status, headers, b"".join([part async for part in _Body(connection, timeouts.get("read"))]))
 
     def _origin(self, scheme: bytes, host: bytes, port: int | None) -> _Origin:
         if scheme not in _DEFAULT_PORTS:
@@ -686,21 +747,13 @@ class ClientPool:
             pair = self._clients[key] = (client, transport)
         return pair
 
-    async def send(self, base_url: str, request: httpx2.Request, *, stream: bool = False) -> httpx2.Response:
-        """``get(base_url).send(request, stream=stream)`` in fewer steps, for a request built whole (its URL
-        absolute, the client's default headers in it): straight to the client's transport. Left out is
-        what a provider call does not use: redirects and auth flows (off), event hooks (none), the
-        per-request log line, and the cookie jar (cookies an upstream sets in answer to one caller are not
-        kept in the client that every caller of that upstream shares)."""
-        response = await self._client(base_url)[1].handle_async_request(request)
-        response.request = request
-        if not stream:
-            try:
-                await response.aread()
-            except BaseException:
-                await response.aclose()
-                raise
-        return response
+    async def post(self, base_url: str, post: Post, body: bytes, timeouts: dict[str, float | None], *,
+                   stream: bool = False) -> httpx2.Response | Answer:
+        """``post`` (prepared for a URL under ``base_url``) with ``body``, on that base URL's connections:
+        the response as it arrives when ``stream``, else an ``Answer`` read whole. No ``httpx2.Request`` is
+        built, nor, for an answer read whole, an ``httpx2.Response``: what a provider's call needs and
+        nothing else (docs/performance.md, "The upstream client")."""
+        return await self._client(base_url)[1].post(post, body, timeouts, stream)
 
     async def aclose(self) -> None:
         loop_id = id(asyncio.get_running_loop())

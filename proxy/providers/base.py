@@ -17,7 +17,7 @@ import orjson
 
 from gateway_project.config.schema import LitellmParams
 from gateway_project.errors import InvalidRequestError, UpstreamError
-from proxy.http import ClientPool
+from proxy.http import Answer, ClientPool, Post
 
 logger = logging.getLogger("gateway.upstream")
 
@@ -105,6 +105,7 @@ class HttpProvider:
         self._secret = params.api_key
         self._headers_for: dict[str, str] | None = None  # self.headers() the cached httpx2.Headers were built from
         self._headers = httpx2.Headers()
+        self._posts: dict[str, Post] = {}  # by URL, for self._headers
 
     # What an adapter may override --------------------------------------------------------------
 
@@ -128,28 +129,38 @@ class HttpProvider:
         response = await self.send(url, payload, timeout or self.timeout)
         return self.json_body(response)
 
-    async def send(self, url: str, payload: dict[str, Any], timeout: float, *, stream: bool = False) -> httpx2.Response:
-        """POST ``payload``; a transport failure or an error status raises UpstreamError."""
-        client = self._clients.get(self.api_base)
-        # httpx2.Request straight from parts built once per deployment (URL, headers, timeouts):
-        # client.build_request would parse the URL and merge headers and timeouts on every call.
-        headers = self.headers()
-        if headers != self._headers_for:
-            self._headers_for, self._headers = headers, httpx2.Headers({**client.headers, **headers})
-        request = httpx2.Request("POST", _url(url), content=orjson.dumps(payload), headers=self._headers,
-                                 extensions={"timeout": _timeouts(timeout)})
+    async def send(self, url: str, payload: dict[str, Any], timeout: float, *,
+                   stream: bool = False) -> httpx2.Response | Answer:
+        """POST ``payload``: the response as it arrives when ``stream``, else an ``Answer`` (status_code,
+        headers, content) read whole; a transport failure or an error status raises UpstreamError."""
         try:
-            response = await self._clients.send(self.api_base, request, stream=stream)
+            # A request prepared once per deployment URL and headers (proxy.http.Post): a call costs the
+            # body's bytes, not an httpx2.Request.
+            response = await self._clients.post(self.api_base, self._post_for(url), orjson.dumps(payload),
+                                                 _timeouts(timeout), stream=stream)
         except httpx2.TimeoutException:
             raise self.error(408, f"the upstream did not answer within {timeout:g}s") from None
         except httpx2.TransportError as exc:
             logger.warning("model group %s: upstream unreachable: %s", self.model_group, type(exc).__name__)
             raise self.error(502, "could not connect to the upstream") from None
         if response.status_code >= 400:
+            if isinstance(response, Answer):
+                raise self.failure(response.as_response())
             await response.aread()
             await response.aclose()
             raise self.failure(response)
         return response
+
+    def _post_for(self, url: str) -> Post:
+        headers = self.headers()
+        if headers != self._headers_for:   # the first call, or headers that changed (a refreshed token)
+            client = self._clients.get(self.api_base)
+            self._headers_for, self._headers = headers, httpx2.Headers({**client.headers, **headers})
+            self._posts = {}
+        post = self._posts.get(url)
+        if post is None:
+            post = self._posts[url] = Post(_url(url), self._headers)
+        return post
 
     async def sse_bursts(self, response: httpx2.Response) -> AsyncIterator[list[bytes]]:
         """The ``data:`` payloads of a server-sent-events response, until ``[DONE]`` or its end: one
@@ -190,7 +201,7 @@ class HttpProvider:
         finally:
             await response.aclose()
 
-    def json_body(self, response: httpx2.Response) -> dict[str, Any]:
+    def json_body(self, response: httpx2.Response | Answer) -> dict[str, Any]:
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError:

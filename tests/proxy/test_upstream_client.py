@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import gzip
 import hashlib
 import ipaddress
 import ssl
@@ -23,7 +24,7 @@ import pytest
 
 from gateway_project.config.schema import LitellmParams
 from gateway_project.errors import UpstreamError
-from proxy.http import ClientPool, UpstreamTransport
+from proxy.http import ClientPool, Post, UpstreamTransport, _request_head
 from proxy.providers.openai_compatible import OpenAICompatible
 from tests.servers.process import ServerProcess, free_port
 
@@ -804,18 +805,69 @@ def test_a_body_the_upstream_does_not_take_is_a_write_timeout() -> None:
     run(main)
 
 
-def test_the_pools_send_keeps_no_cookies_from_one_call_to_the_next() -> None:
-    """``ClientPool.send`` (how providers call out) goes straight to the transport: a cookie that one caller's
-    call was answered with is not stored in the client every caller of that upstream shares, where httpx2's
-    own ``send`` would keep it in the client's jar for any later request built by the client."""
+def _post(base: str, path: str, headers: dict[str, str] | None = None) -> Post:
+    return Post(httpx2.URL(f"{base}{path}"), httpx2.Headers(headers or {}))
+
+
+TIMEOUTS = httpx2.Timeout(5).as_dict()
+
+
+def test_a_prepared_post_sends_its_head_and_body_as_httpx2_would() -> None:
+    """``ClientPool.post`` (how providers call out): the head prepared once, its Content-Length per call."""
+    async def main():
+        async with scripted({"/v1/chat": OK}) as (base, seen):
+            pool = ClientPool(timeout=5)
+            try:
+                post = _post(base, "/v1/chat", {"content-type": "application/json", "authorization": "Bearer k"})
+                for body in (b'{"a": 1}', b'{"bb": 22}'):
+                    answer = await pool.post(base, post, body, TIMEOUTS)
+                    assert (answer.status_code, answer.content) == (200, b"ok")
+                reference = httpx2.Request("POST", f"{base}/v1/chat", content=b'{"a": 1}', headers={
+                    "content-type": "application/json", "authorization": "Bearer k"})
+            finally:
+                await pool.aclose()
+        first, second = seen.requests
+        assert len(seen.connections) == 1   # read whole, the connection went back to the pool
+        assert first == (_request_head(reference)[0], b'{"a": 1}')
+        assert second[0].endswith(b"\r\nContent-Length: 10\r\n\r\n") and second[1] == b'{"bb": 22}'
+
+    run(main)
+
+
+def test_a_prepared_post_refuses_a_header_with_a_line_break() -> None:
+    with pytest.raises(httpx2.LocalProtocolError):
+        _post("http://127.0.0.1:9", "/v1", {"authorization": "Bearer k\r\nX-Injected: 1"})
+
+
+def test_an_answer_read_whole_has_its_content_encoding_undone() -> None:
+    text = b'{"id": "chatcmpl-1"}' * 50
+    packed = gzip.compress(text)
+    answer_bytes = (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(packed)) + packed
+
+    async def main():
+        async with scripted({"/gz": answer_bytes}) as (base, _):
+            pool = ClientPool(timeout=5)
+            try:
+                answer = await pool.post(base, _post(base, "/gz"), b"{}", TIMEOUTS)
+            finally:
+                await pool.aclose()
+        assert answer.content == text
+
+    run(main)
+
+
+def test_the_pools_post_keeps_no_cookies_from_one_call_to_the_next() -> None:
+    """No cookie jar on the providers' way out: a cookie that one caller's call was answered with is not
+    stored in the client every caller of that upstream shares, where httpx2's own ``send`` would keep it
+    in the client's jar for any later request the client builds."""
     async def main():
         async with scripted({"/set": LENGTH_RESPONSE, "/next": OK}) as (base, seen):
             pool = ClientPool(timeout=5)
             try:
                 client = pool.get(base)
-                first = await pool.send(base, httpx2.Request("GET", f"{base}/set"))
+                first = await pool.post(base, _post(base, "/set"), b"", TIMEOUTS)
                 assert (first.status_code, first.content) == (201, b"hello world")
-                assert first.headers.get_list("set-cookie") == ["a=1", "b=2"]
+                assert [value for name, value in first.headers if name.lower() == b"set-cookie"] == [b"a=1", b"b=2"]
                 assert (await client.get(f"{base}/next")).content == b"ok"
                 await client.send(httpx2.Request("GET", f"{base}/set"))   # httpx2's way, for contrast
                 await client.get(f"{base}/next")
@@ -828,15 +880,16 @@ def test_the_pools_send_keeps_no_cookies_from_one_call_to_the_next() -> None:
     run(main)
 
 
-def test_the_pools_send_streams_a_body_as_it_arrives() -> None:
+def test_the_pools_post_streams_a_body_as_it_arrives() -> None:
     async def main():
         async with scripted({"/chunked": CHUNKED_RESPONSE}) as (base, seen):
             pool = ClientPool(timeout=5)
             try:
-                response = await pool.send(base, httpx2.Request("GET", f"{base}/chunked"), stream=True)
-                assert not response.is_stream_consumed
+                post = _post(base, "/chunked")
+                response = await pool.post(base, post, b"{}", TIMEOUTS, stream=True)
+                assert isinstance(response, httpx2.Response) and not response.is_stream_consumed
                 assert b"".join([part async for part in response.aiter_bytes()]) == b"hello world"
-                again = await pool.send(base, httpx2.Request("GET", f"{base}/chunked"))
+                again = await pool.post(base, post, b"{}", TIMEOUTS)
                 assert again.content == b"hello world"
             finally:
                 await pool.aclose()
