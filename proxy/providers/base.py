@@ -169,8 +169,10 @@ class HttpProvider:
         The stream's first payload comes alone, ahead of the rest of its read: the time to the first
         token does not wait for the whole burst to be decoded."""
         # Lines split on bytes (LF or CRLF; the providers send no bare CR), decoded by orjson, not by
-        # aiter_lines' text decoder; aiter_bytes still undoes any content-encoding.
-        rest, chunks, first = b"", response.aiter_bytes(), True
+        # aiter_lines' text decoder. The body's own stream as it arrives, unless a content-encoding is to be
+        # undone (aiter_bytes' decoders then).
+        encoded = "content-encoding" in response.headers
+        rest, chunks, first = b"", response.aiter_bytes() if encoded else aiter(response.stream), True
         try:
             async for chunk in chunks:
                 lines = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")

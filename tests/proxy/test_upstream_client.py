@@ -723,6 +723,17 @@ def test_stream_events_written_together_come_as_one_burst_of_chunks() -> None:
         ["0"], [str(n) for n in range(1, 25)]]
 
 
+def test_a_gzip_encoded_stream_is_decoded_before_its_lines_are_read() -> None:
+    events = b"".join(_chat_chunk(n) for n in range(3)) + b"data: [DONE]\n\n"
+    packed = gzip.compress(events)
+    answer = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\n"
+              b"content-length: %d\r\n\r\n" % len(packed)) + packed
+
+    bursts = _bursts(answer)
+
+    assert [[chunk["choices"][0]["delta"]["content"] for chunk in burst] for burst in bursts] == [["0"], ["1", "2"]]
+
+
 def test_a_malformed_chunk_mid_burst_comes_after_the_chunks_before_it() -> None:
     """As when they were relayed one by one: the client gets the chunks before the bad one, then the error."""
     bursts = _bursts(_sse_response(_chat_chunk(0), _chat_chunk(1), b"data: {not json\n\n", _chat_chunk(2),
