@@ -48,7 +48,7 @@ test-sqlite: $(STAMP)
 
 ## Benchmark vs direct and the LiteLLM proxy (docs/performance.md; installs wrk via apt, LiteLLM into
 ## bench/.venv-litellm and the gateway's runtime requirements alone into bench/.venv-gateway, which is what
-## it measures); BENCH_ARGS narrows it, e.g. BENCH_ARGS='--concurrency 10 --repeats 1'
+## it measures); BENCH_ARGS narrows it, e.g. BENCH_ARGS='--concurrency 10 --repeats 1 --no-docs'
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 BENCH_ARGS ?=
 bench: $(STAMP)

@@ -406,6 +406,9 @@ def markdown(report: dict) -> str:
 
 def write_docs(path: Path, block: str) -> None:
     text = path.read_text()
+    if RESULTS_START not in text or RESULTS_END not in text:
+        raise SystemExit(f"{path} has no results block ({RESULTS_START} ... {RESULTS_END}): the table is "
+                         "printed above and kept in the results JSON")
     start, end = text.index(RESULTS_START) + len(RESULTS_START), text.index(RESULTS_END)
     path.write_text(text[:start] + "\n" + block + "\n" + text[end:])
 
@@ -435,6 +438,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--docs", type=Path, default=None,
                         help="Markdown file whose results block is replaced (default docs/performance.md for a "
                              "full run, none for --smoke or --soak)")
+    parser.add_argument("--no-docs", action="store_true",
+                        help="print the table only, leaving docs/performance.md as it is (a narrower run)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.no_litellm, args.no_wrk = True, True
@@ -442,7 +447,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.duration, args.requests = None, args.requests or 20
     elif args.requests:
         args.duration = None
-    if args.docs is None and not args.smoke and not args.soak:
+    if args.no_docs:
+        args.docs = None
+    elif args.docs is None and not args.smoke and not args.soak:
         args.docs = ROOT / "docs" / "performance.md"
     return args
 
