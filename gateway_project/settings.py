@@ -157,7 +157,7 @@ GATEWAY_WORKERS = env_int("GATEWAY_WORKERS", 0)
 GATEWAY_GRACEFUL_TIMEOUT = env_float("GATEWAY_GRACEFUL_TIMEOUT", 30.0)
 GATEWAY_KEEPALIVE_TIMEOUT = env_int("GATEWAY_KEEPALIVE_TIMEOUT", 75)
 # Move what start-up built out of the garbage collector's sight once a worker is up (gc.freeze): its full
-# collections then scan only what requests made since (docs/performance.md, "Garbage collection").
+# collections then scan only what requests made since (docs/performance.md, "Fewer steps per call, and the collector").
 GATEWAY_GC_FREEZE = env_bool("GATEWAY_GC_FREEZE", True)
 
 # --- Background jobs (see docs/background-jobs.md) ----------------------------------------------
