@@ -4,8 +4,8 @@
 
 uvicorn (uvloop, httptools) serving one ASGI function: it reads the body, takes the model from it with
 orjson (``bench-l<ms>`` names the stand-in's latency, as the gateway's bench config does), and forwards the
-same bytes through the gateway's own upstream client (``proxy.http``: httpx2 on the gateway's transport);
-the answer's bytes go back as they come, streamed or not. No Django, no key, no budget, no spend log: what
+same bytes the way the gateway's providers call out (``proxy.http``: ``ClientPool.post`` with a request
+prepared once per URL, on the gateway's transport); the answer's bytes go back as they come, streamed or not. No Django, no key, no budget, no spend log: what
 any Python ASGI relay on this machine adds, against which the gateway's own cost can be read
 (docs/performance.md, "The floor").
 """
@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 
+import httpx2
 import orjson
 import uvicorn
 
-from proxy.http import ClientPool
+from proxy.http import ClientPool, Post
+
+TIMEOUTS = httpx2.Timeout(60).as_dict()
 
 
 class Relay:
@@ -24,6 +27,7 @@ class Relay:
         self.upstream = upstream.rstrip("/")
         self.chunks = chunks   # the stand-in's stream length, as bench.run configures the gateway's models
         self.pool = ClientPool(timeout=60)
+        self.posts: dict[str, Post] = {}   # by latency
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -37,10 +41,12 @@ class Relay:
                 break
         model = orjson.loads(body).get("model", "")
         latency = model.removeprefix("bench-l") if model.startswith("bench-l") else "0"
-        client = self.pool.get(f"{self.upstream}/l{latency}/c{self.chunks}/v1")
-        request = client.build_request("POST", "/chat/completions", content=body,
-                                       headers={"content-type": "application/json"})
-        response = await client.send(request, stream=True)
+        base = f"{self.upstream}/l{latency}/c{self.chunks}/v1"
+        post = self.posts.get(latency)
+        if post is None:
+            headers = httpx2.Headers({**self.pool.get(base).headers, "content-type": "application/json"})
+            post = self.posts[latency] = Post(httpx2.URL(f"{base}/chat/completions"), headers)
+        response = await self.pool.post(base, post, body, TIMEOUTS, stream=True)
         try:
             await send({"type": "http.response.start", "status": response.status_code,
                         "headers": [(b"content-type", response.headers.get("content-type", "").encode())]})
