@@ -5,9 +5,9 @@
 uvicorn (uvloop, httptools) serving one ASGI function: it reads the body, takes the model from it with
 orjson (``bench-l<ms>`` names the stand-in's latency, as the gateway's bench config does), and forwards the
 same bytes the way the gateway's providers call out (``proxy.http``: ``ClientPool.post`` with a request
-prepared once per URL, on the gateway's transport); the answer's bytes go back as they come, streamed or not. No Django, no key, no budget, no spend log: what
-any Python ASGI relay on this machine adds, against which the gateway's own cost can be read
-(docs/performance.md, "The floor").
+prepared once per URL, on the gateway's transport); the answer's bytes go back as they come, streamed or not.
+No Django, no key, no budget, no spend log: what any Python ASGI relay on this machine adds, against which
+the gateway's own cost can be read (docs/performance.md, "The floor").
 """
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ class Relay:
         base = f"{self.upstream}/l{latency}/c{self.chunks}/v1"
         post = self.posts.get(latency)
         if post is None:
-            headers = httpx2.Headers({**self.pool.get(base).headers, "content-type": "application/json"})
-            post = self.posts[latency] = Post(httpx2.URL(f"{base}/chat/completions"), headers)
+            post = self.posts[latency] = self.pool.prepare(base, f"{base}/chat/completions",
+                                                           {"content-type": "application/json"})
         response = await self.pool.post(base, post, body, TIMEOUTS, stream=True)
         try:
             await send({"type": "http.response.start", "status": response.status_code,

@@ -667,34 +667,19 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         url = request.url
-        key = (url.raw_scheme, url.raw_host, url.port)
-        origin = self._origins.get(key)
-        if origin is None:
-            origin = self._origin(*key)
+        origin = self._origin_of((url.raw_scheme, url.raw_host, url.port))
         timeouts = request.extensions.get("timeout") or {}
         head, chunked, close, length = _request_head(request)  # refused before a connection is taken
         body = await _whole_body(request, chunked, length) if isinstance(request.stream, httpx2.ByteStream) else None
-        connection = await origin.acquire(timeouts)
-        try:
-            await connection.exchange(request.method == "HEAD", request.stream, head, body, chunked, length, close,
-                                      timeouts)
-        except BaseException:
-            connection.abort()
-            raise
+        connection = await self._sent(origin, timeouts, request.method == "HEAD", request.stream, head, body,
+                                      chunked, length, close)
         return connection.response(timeouts)
 
     async def post(self, post: Post, body: bytes, timeouts: dict[str, float | None],
                    stream: bool) -> httpx2.Response | Answer:
         """``post``'s request with ``body``: the response as it arrives (``stream``), else read whole."""
-        origin = self._origins.get(post.origin)
-        if origin is None:
-            origin = self._origin(*post.origin)
-        connection = await origin.acquire(timeouts)
-        try:
-            await connection.exchange(False, None, post.head(len(body)), body, False, len(body), False, timeouts)
-        except BaseException:
-            connection.abort()
-            raise
+        connection = await self._sent(self._origin_of(post.origin), timeouts, False, None, post.head(len(body)),
+                                      body, False, len(body), False)
         if stream:
             return connection.response(timeouts)
         encoded = any(name.lower() == b"content-encoding" for name, _ in connection._headers)
@@ -704,6 +689,21 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
             await response.aread()
             return Answer(status, headers, response.content)
         return Answer(status, headers, b"".join([part async for part in _Body(connection, timeouts.get("read"))]))
+
+    async def _sent(self, origin: _Origin, timeouts: dict[str, float | None], *request: Any) -> _Connection:
+        """A connection of ``origin`` on which ``request`` (``_Connection.exchange``'s arguments before the
+        timeouts) went out and its response's head came back; closed if anything went wrong on the way."""
+        connection = await origin.acquire(timeouts)
+        try:
+            await connection.exchange(*request, timeouts)
+        except BaseException:
+            connection.abort()
+            raise
+        return connection
+
+    def _origin_of(self, key: tuple[bytes, bytes, int | None]) -> _Origin:
+        origin = self._origins.get(key)
+        return origin if origin is not None else self._origin(*key)
 
     def _origin(self, scheme: bytes, host: bytes, port: int | None) -> _Origin:
         if scheme not in _DEFAULT_PORTS:
@@ -746,6 +746,10 @@ class ClientPool:
                                         trust_env=False, transport=transport)
             pair = self._clients[key] = (client, transport)
         return pair
+
+    def prepare(self, base_url: str, url: str, headers: dict[str, str]) -> Post:
+        """POSTs to ``url`` (under ``base_url``) with ``headers`` over the client's own defaults, prepared once."""
+        return Post(httpx2.URL(url), httpx2.Headers({**self.get(base_url).headers, **headers}))
 
     async def post(self, base_url: str, post: Post, body: bytes, timeouts: dict[str, float | None], *,
                    stream: bool = False) -> httpx2.Response | Answer:

@@ -47,7 +47,6 @@ class Provider(Protocol):
         """An embeddings ``list`` object."""
 
 
-_URLS: dict[str, httpx2.URL] = {}
 _TIMEOUTS: dict[float, dict[str, float]] = {}
 
 
@@ -103,9 +102,8 @@ class HttpProvider:
         self.timeout = params.timeout or default_timeout
         self.stream_timeout = params.stream_timeout or self.timeout
         self._secret = params.api_key
-        self._headers_for: dict[str, str] | None = None  # self.headers() the cached httpx2.Headers were built from
-        self._headers = httpx2.Headers()
-        self._posts: dict[str, Post] = {}  # by URL, for self._headers
+        self._headers_for: dict[str, str] | None = None  # self.headers() the prepared requests were built with
+        self._posts: dict[str, Post] = {}  # by URL
 
     # What an adapter may override --------------------------------------------------------------
 
@@ -154,12 +152,10 @@ class HttpProvider:
     def _post_for(self, url: str) -> Post:
         headers = self.headers()
         if headers != self._headers_for:   # the first call, or headers that changed (a refreshed token)
-            client = self._clients.get(self.api_base)
-            self._headers_for, self._headers = headers, httpx2.Headers({**client.headers, **headers})
-            self._posts = {}
+            self._headers_for, self._posts = headers, {}
         post = self._posts.get(url)
         if post is None:
-            post = self._posts[url] = Post(_url(url), self._headers)
+            post = self._posts[url] = self._clients.prepare(self.api_base, url, headers)
         return post
 
     async def sse_bursts(self, response: httpx2.Response) -> AsyncIterator[list[bytes]]:
