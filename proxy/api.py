@@ -5,6 +5,7 @@ import logging
 
 import orjson
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from ninja.errors import HttpError, ValidationError
@@ -45,6 +46,16 @@ def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse
 def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return _json(orjson.dumps(error_body(str(exc), status=exc.status_code, type="invalid_request_error")),
                  exc.status_code)
+
+
+@api.exception_handler(RequestDataTooBig)
+def request_data_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    # Only when Django's own handler serves these routes (the hot-path dispatch is off): it caps a body at
+    # DATA_UPLOAD_MAX_MEMORY_SIZE; the hot path reads any size up to max_request_size_mb.
+    return gateway_error(request, GatewayError(
+        f"Request body is too large: over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes "
+        "(DATA_UPLOAD_MAX_MEMORY_SIZE) while the hot-path dispatch is off", status=413, type="bad_request_error",
+        param="content-length"))
 
 
 @api.exception_handler(OperationalError)

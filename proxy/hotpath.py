@@ -27,16 +27,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import aclosing
+from functools import cached_property, lru_cache
+from io import BytesIO
 
 import orjson
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.core.exceptions import RequestAborted
-from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.http import HttpResponse
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
+from django.http import HttpResponse, HttpResponseBadRequest
+from django.http.request import HttpHeaders
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.urls import Resolver404, ResolverMatch, get_resolver, set_script_prefix
+from django.utils.datastructures import CaseInsensitiveMapping
 from django.utils.log import log_response
 
 from gateway_project.audit.actor import serve_as, served
@@ -78,15 +82,15 @@ class HotPathHandler(ASGIHandler):
         self.xframe = XFrameOptionsMiddleware(_unused)
 
     async def serve(self, match, scope, receive, send) -> None:
-        try:
-            body_file = await self.read_body(receive)
-        except RequestAborted:
+        body = await read_body(receive)
+        if body is None:  # the client left before its request was in
             return
-        set_script_prefix(get_script_prefix(scope))
-        request, error_response = self.create_request(scope, body_file)
-        if request is None:
-            body_file.close()
-            await self.send_response(error_response, send)
+        prefix = get_script_prefix(scope)
+        set_script_prefix(prefix)
+        try:
+            request = HotRequest(scope, body, prefix)
+        except UnicodeDecodeError:  # a query string that is not UTF-8, as Django's handler refuses it
+            await self.send_response(HttpResponseBadRequest(), send)
             return
         request.resolver_match = match
         # What the view leaves to do once the answer is out (proxy.pipeline: a buffered call's books).
@@ -109,7 +113,6 @@ class HotPathHandler(ASGIHandler):
             call.uncancel()
         finally:
             listener.cancel()
-            body_file.close()
             for job in request.after_send:   # sent, failed to send, or cut off: the books are kept
                 try:
                     await job()
@@ -169,6 +172,90 @@ class HotPathHandler(ASGIHandler):
         if response.status_code >= 400:  # as Django's handler does (django.request: 5xx at ERROR)
             log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
         return response
+
+
+async def read_body(receive) -> bytes | None:
+    """The request's body, whole, as bytes; None when the client disconnects first. Its size is already
+    bounded by ``max_request_size_mb`` (``RequestSizeLimit`` runs before this); Django's own
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (2.5 MB) is for forms, and does not cap a chat call's images."""
+    parts = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        if part := message.get("body"):
+            parts.append(part)
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class HotRequest(ASGIRequest):
+    """Django's ``ASGIRequest`` for the hot routes, built in one pass over the scope: ``META`` and
+    ``headers`` together (what Django builds in two, the second from the first), the body already read
+    (no spooled file). The same names and values as Django's: a header whose name has an underscore is
+    left out of both, repeated headers are joined with commas."""
+
+    def __init__(self, scope, body: bytes, script_name: str) -> None:  # noqa: D107 (ASGIRequest's fields)
+        self.scope = scope
+        self._post_parse_error = False
+        self._read_started = False
+        self.resolver_match = None
+        self.path = path = scope["path"]
+        self.script_name = script_name
+        self.path_info = path.removeprefix(script_name) if script_name else path
+        self.method = scope["method"].upper()
+        query_string = scope.get("query_string", "")
+        if isinstance(query_string, bytes):
+            query_string = query_string.decode()
+        meta = {"REQUEST_METHOD": self.method, "QUERY_STRING": query_string, "SCRIPT_NAME": script_name,
+                "PATH_INFO": self.path_info, "wsgi.multithread": True, "wsgi.multiprocess": True}
+        if client := scope.get("client"):
+            meta["REMOTE_ADDR"] = meta["REMOTE_HOST"] = client[0]
+            meta["REMOTE_PORT"] = client[1]
+        server = scope.get("server")
+        meta["SERVER_NAME"], meta["SERVER_PORT"] = (server[0], str(server[1])) if server else ("unknown", "0")
+        headers: dict[str, str] = {}   # lower-case name → value
+        for raw_name, raw_value in scope.get("headers", ()):
+            name = raw_name.decode("latin1").lower()
+            if "_" in name:
+                continue
+            value = raw_value.decode("latin1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        for name, value in headers.items():
+            meta[_META_NAMES.get(name) or _meta_name(name)] = value
+        self.META = meta
+        self.headers = _http_headers(headers)
+        self._set_content_type_params(meta)
+        self._body = body
+
+    @cached_property
+    def _stream(self):  # what request.read() reads: the body, again
+        return BytesIO(self._body)
+
+    def close(self) -> None:
+        if "_stream" in self.__dict__:
+            self._stream.close()
+        super(ASGIRequest, self).close()
+
+
+_META_NAMES = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
+
+
+@lru_cache(maxsize=1024)
+def _meta_name(name: str) -> str:
+    return "HTTP_" + name.upper().replace("-", "_")
+
+
+@lru_cache(maxsize=1024)
+def _title(name: str) -> str:
+    return name.title()
+
+
+def _http_headers(headers: dict[str, str]) -> HttpHeaders:
+    """``HttpHeaders`` of these lower-case names: as Django's, keyed ``User-Agent`` and case-insensitive."""
+    mapping = HttpHeaders.__new__(HttpHeaders)
+    CaseInsensitiveMapping.__init__(mapping, {_title(name): value for name, value in headers.items()})
+    return mapping
 
 
 def _close(response) -> None:

@@ -4,15 +4,19 @@ application with ASGI messages; live-gateway checks are in tests/e2e/test_hotpat
 from __future__ import annotations
 
 import asyncio
+from io import BytesIO
 
+import orjson
 import pytest
 from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 
 from gateway_project.asgi import application, django_application
 from proxy.api import api as proxy_api
-from proxy.hotpath import HotPathDispatch
+from proxy.hotpath import HotPathDispatch, HotRequest
 from tests.conftest import MASTER_KEY
 
 MASTER = [("authorization", f"Bearer {MASTER_KEY}")]
@@ -223,3 +227,48 @@ def test_through_djangos_handler_a_stream_still_ends_and_is_recorded(timeline):
 
     assert order[-2:] == ["recorded", "end"]
     assert b"data: [DONE]\n\n" in b"".join(event[1] for event in timeline if event[0] == "body")
+
+
+BIG_CHAT = orjson.dumps({"model": "fake-openai-endpoint",
+                         "messages": [{"role": "user", "content": [
+                             {"type": "text", "text": "what is in this picture?"},
+                             {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 3_000_000}}]}]})
+
+
+def test_a_chat_call_larger_than_djangos_form_limit_is_answered(timeline):
+    """An image sent inline makes a body of megabytes: max_request_size_mb bounds it, not Django's
+    DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB, meant for forms)."""
+    assert len(BIG_CHAT) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    status, _, body = call(application, "POST", "/v1/chat/completions",
+                           [*MASTER, ("content-type", "application/json")], BIG_CHAT)
+
+    assert status == 200 and orjson.loads(body)["object"] == "chat.completion"
+    assert timeline == [("recorded", "acompletion")]
+
+
+def test_through_djangos_handler_a_body_over_its_limit_is_a_413_not_a_500(timeline):
+    status, headers, body = call(django_application, "POST", "/v1/chat/completions",
+                                 [*MASTER, ("content-type", "application/json")], BIG_CHAT)
+
+    assert status == 413 and headers["content-type"] == "application/json"
+    assert orjson.loads(body)["error"]["message"].startswith("Request body is too large")
+    assert timeline == []
+
+
+@pytest.mark.parametrize("query", [b"", b"a=1&b=%C3%A9"])
+def test_the_hot_paths_request_has_djangos_meta_and_headers(query):
+    scope = {"type": "http", "method": "post", "path": "/v1/chat/completions", "root_path": "", "query_string": query,
+             "client": ("10.0.0.7", 4321), "server": ("127.0.0.1", 4000), "scheme": "http",
+             "headers": [(b"host", b"gw:4000"), (b"content-type", b"application/json; charset=utf-8"),
+                         (b"content-length", b"2"), (b"x-forwarded-for", b"1.1.1.1"),
+                         (b"x-forwarded-for", b"2.2.2.2"), (b"x_forwarded_for", b"9.9.9.9"),
+                         (b"User-Agent", b"sdk/1.0"), (b"authorization", b"Bearer sk-1")]}
+    ours = HotRequest(scope, b"{}", "")
+    djangos = ASGIRequest(scope, BytesIO(b"{}"))
+
+    assert ours.META == djangos.META
+    assert list(ours.headers.items()) == list(djangos.headers.items())
+    assert ours.headers["X-Forwarded-For"] == "1.1.1.1,2.2.2.2" and ours.headers["x_forwarded_for"] == "1.1.1.1,2.2.2.2"
+    assert (ours.method, ours.path, ours.path_info, ours.content_type, ours.encoding, ours.GET.dict()) == (
+        djangos.method, djangos.path, djangos.path_info, djangos.content_type, djangos.encoding, djangos.GET.dict())
+    assert ours.body == djangos.body == b"{}" and ours.read() == b"{}"
