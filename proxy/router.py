@@ -26,6 +26,7 @@ logger = logging.getLogger("gateway.router")
 
 FAILURE_WINDOW = 60.0  # seconds: allowed_fails counts failures within this window
 LATENCY_SMOOTHING = 0.3
+MAX_REMEMBERED_GROUPS = 4096
 
 
 @dataclass(eq=False)
@@ -94,6 +95,8 @@ class Router:
         self.strategy = strategy
         self.reliability = reliability
         self._groups: dict[str, list[Route]] = {}
+        self._worst_prices: dict[str, Price | None] = {}
+        self._output_caps: dict[str, int | None] = {}
         for deployment in deployments:
             params = deployment.litellm_params
             provider = provider_class(params.provider)(
@@ -125,6 +128,12 @@ class Router:
     def worst_price(self, model_group: str) -> Price | None:
         """The highest price a call to the group can incur, fallbacks included (for budget reservations);
         None when any deployment that could answer has no known price."""
+        found = self._worst_prices.get(model_group, False)
+        if found is False:   # the groups do not change once the router is made: worked out once per group
+            found = self._remember(self._worst_prices, model_group, self._worst_price(model_group))
+        return found
+
+    def _worst_price(self, model_group: str) -> Price | None:
         groups = [model_group]
         if self.reliability is not None:
             for table in (self.reliability.fallbacks, self.reliability.context_window_fallbacks):
@@ -137,8 +146,18 @@ class Router:
                      output_cost_per_token=max(r.price.output_cost_per_token for r in routes))
 
     def output_cap(self, model_group: str) -> int | None:
-        caps = [r.deployment.model_info.max_tokens for r in self._groups.get(model_group, ())]
-        return max(caps) if caps and all(caps) else None
+        found = self._output_caps.get(model_group, False)
+        if found is False:
+            caps = [r.deployment.model_info.max_tokens for r in self._groups.get(model_group, ())]
+            found = self._remember(self._output_caps, model_group, max(caps) if caps and all(caps) else None)
+        return found
+
+    @staticmethod
+    def _remember(table: dict, model_group: str, value):
+        if len(table) >= MAX_REMEMBERED_GROUPS:   # names a caller sends for groups that do not exist
+            table.clear()
+        table[model_group] = value
+        return value
 
     def pick(self, model_group: str, *, exclude: frozenset[str] = frozenset()) -> Route | None:
         """A deployment for one attempt: not cooling down, preferably not tried yet in this call.

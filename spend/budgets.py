@@ -71,35 +71,78 @@ def _period(limits: Limits) -> str:
     return f"{reset}:{limits.budget_epoch}"
 
 
-def _budget_lines(levels: list[Level]) -> tuple[list[BudgetLine], list[Level]]:
-    budgeted = [lvl for lvl in levels if lvl.limits.max_budget is not None]
-    return [BudgetLine(scope=lvl.scope(f":budget:{_period(lvl.limits)}"), limit=to_nano(lvl.limits.max_budget),
-                       baseline=to_nano(lvl.limits.spend)) for lvl in budgeted], budgeted
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What admission checks for a set of levels calling a model group: the counters' names and limits,
+    derived once per set (the levels come from cached records, and so does the plan)."""
+
+    levels: tuple[Level, ...]
+    active: bool                              # any limit at all
+    leased: tuple[Level, ...]                 # with max_parallel_requests
+    lease_scopes: list[str]
+    lease_limits: list[int]
+    buckets: list[Bucket]
+    costs: list[int]                          # 1 per request bucket; tokens are charged after the call
+    owners: list[tuple[Level, str]]           # (level, "requests" | "tokens") of each bucket
+    token_buckets: list[Bucket]
+    key_model: tuple[int | None, int | None]  # indexes of the key's model rpm / tpm buckets
+    lines: list[BudgetLine]
+    budgeted: list[Level]                     # the levels with a max_budget, one per line
 
 
-def _buckets(levels: list[Level], model_group: str) -> tuple[list[Bucket], list[int], list[tuple[Level, str]]]:
+def _plan(levels: tuple[Level, ...], model_group: str) -> Plan:
     buckets, costs, owners = [], [], []
+    key_model: list[int | None] = [None, None]
     for lvl in levels:
         for limit, kind, suffix in ((lvl.limits.rpm_limit, "requests", ":rpm"), (lvl.limits.tpm_limit, "tokens", ":tpm"),
                                     (lvl.model_rpm, "requests", f":model:{model_group}:rpm"),
                                     (lvl.model_tpm, "tokens", f":model:{model_group}:tpm")):
             if limit is not None:
+                if lvl.kind == "key" and suffix.startswith(":model:"):
+                    key_model[kind == "tokens"] = len(buckets)
                 buckets.append(Bucket(scope=lvl.scope(suffix), capacity=int(limit)))
-                costs.append(1 if kind == "requests" else 0)   # tokens are charged after the call
+                costs.append(1 if kind == "requests" else 0)
                 owners.append((lvl, kind))
-    return buckets, costs, owners
+    budgeted = [lvl for lvl in levels if lvl.limits.max_budget is not None]
+    leased = tuple(lvl for lvl in levels if lvl.limits.max_parallel_requests is not None)
+    return Plan(
+        levels=levels, active=any(lvl.limits.any or lvl.model_rpm or lvl.model_tpm for lvl in levels),
+        leased=leased, lease_scopes=[lvl.scope(":parallel") for lvl in leased],
+        lease_limits=[int(lvl.limits.max_parallel_requests) for lvl in leased],
+        buckets=buckets, costs=costs, owners=owners,
+        token_buckets=[b for b, (_, kind) in zip(buckets, owners) if kind == "tokens"], key_model=tuple(key_model),
+        lines=[BudgetLine(scope=lvl.scope(f":budget:{_period(lvl.limits)}"), limit=to_nano(lvl.limits.max_budget),
+                          baseline=to_nano(lvl.limits.spend)) for lvl in budgeted],
+        budgeted=budgeted)
+
+
+_PLANS: dict[tuple, Plan] = {}
+MAX_PLANS = 4096
+
+
+def plan_for(levels: list[Level], model_group: str) -> Plan:
+    """The plan of these levels, from the cache when they are the very objects it was made of (levels are
+    immutable, and a record's change makes new ones); made and kept otherwise."""
+    key = (model_group, *map(id, levels))
+    plan = _PLANS.get(key)
+    if plan is not None and all(a is b for a, b in zip(plan.levels, levels)):
+        return plan
+    if len(_PLANS) >= MAX_PLANS:
+        _PLANS.clear()
+    plan = _PLANS[key] = _plan(tuple(levels), model_group)  # holds the levels: their ids stay theirs
+    return plan
 
 
 async def admit(store: CounterStore, levels: list[Level], call: CallShape, *, fail_open: bool = False) -> Admission:
-    admission = Admission()
-    if not any(lvl.limits.any or lvl.model_rpm or lvl.model_tpm for lvl in levels):
-        return admission
-    admission.active = True
+    plan = plan_for(levels, call.model_group)
+    if not plan.active:
+        return Admission()
+    admission = Admission(active=True)
     try:
-        await _lease(store, levels, admission)
+        await _lease(store, plan, admission)
         try:
-            await _take_buckets(store, levels, call, admission)
-            await _reserve(store, levels, call, admission)
+            await _take_buckets(store, plan, admission)
+            await _reserve(store, plan, call, admission)
         except BaseException:
             await store.unlease(admission.lease_scopes, admission.lease_id)
             raise
@@ -115,37 +158,33 @@ async def admit(store: CounterStore, levels: list[Level], call: CallShape, *, fa
     return admission
 
 
-async def _lease(store: CounterStore, levels: list[Level], admission: Admission) -> None:
-    limited = [lvl for lvl in levels if lvl.limits.max_parallel_requests is not None]
-    if not limited:
+async def _lease(store: CounterStore, plan: Plan, admission: Admission) -> None:
+    if not plan.leased:
         return
     admission.lease_id = uuid.uuid4().hex
-    scopes = [lvl.scope(":parallel") for lvl in limited]
-    full = await store.lease(scopes, [int(lvl.limits.max_parallel_requests) for lvl in limited], admission.lease_id)
+    full = await store.lease(plan.lease_scopes, plan.lease_limits, admission.lease_id)
     if full is not None:
-        lvl = limited[full]
-        raise _rate_error(lvl, "parallel_requests", int(lvl.limits.max_parallel_requests), 0, retry_after=1.0)
-    admission.lease_scopes = scopes
+        lvl = plan.leased[full]
+        raise _rate_error(lvl, "parallel_requests", plan.lease_limits[full], 0, retry_after=1.0)
+    admission.lease_scopes = plan.lease_scopes
 
 
-async def _take_buckets(store: CounterStore, levels: list[Level], call: CallShape, admission: Admission) -> None:
-    buckets, costs, owners = _buckets(levels, call.model_group)
-    if not buckets:
+async def _take_buckets(store: CounterStore, plan: Plan, admission: Admission) -> None:
+    if not plan.buckets:
         return
     left: list[float] = []
-    refusal = await store.take(buckets, costs, left)
+    refusal = await store.take(plan.buckets, plan.costs, left)
     if refusal is not None:
-        lvl, kind = owners[refusal.index]
-        raise _rate_error(lvl, kind, buckets[refusal.index].capacity, refusal.remaining, refusal.retry_after)
-    model_left = {kind: max(0, int(level)) for (lvl, kind), bucket, level in zip(owners, buckets, left)
-                  if lvl.kind == "key" and ":model:" in bucket.scope}
-    if model_left:
-        admission.key_model_left = (model_left.get("requests"), model_left.get("tokens"))
-    admission.token_buckets = [b for b, (_, kind) in zip(buckets, owners) if kind == "tokens"]
+        lvl, kind = plan.owners[refusal.index]
+        raise _rate_error(lvl, kind, plan.buckets[refusal.index].capacity, refusal.remaining, refusal.retry_after)
+    if plan.key_model != (None, None):
+        admission.key_model_left = tuple(None if index is None else max(0, int(left[index]))
+                                         for index in plan.key_model)
+    admission.token_buckets = plan.token_buckets
 
 
-async def _reserve(store: CounterStore, levels: list[Level], call: CallShape, admission: Admission) -> None:
-    lines, budgeted = _budget_lines(levels)
+async def _reserve(store: CounterStore, plan: Plan, call: CallShape, admission: Admission) -> None:
+    lines, budgeted = plan.lines, plan.budgeted
     admission.budgeted = budgeted
     if not lines or call.price is None:
         if lines:
@@ -154,7 +193,7 @@ async def _reserve(store: CounterStore, levels: list[Level], call: CallShape, ad
     price = call.price
     left = await store.remaining(lines)
     admission.budget_left = left
-    poorest = min(range(len(lines)), key=left.__getitem__)
+    poorest = min(range(len(lines)), key=left.__getitem__) if len(lines) > 1 else 0
     prompt_cost = to_nano(call.prompt_bytes * price.input_cost_per_token)
     wanted = call.max_tokens or call.output_cap or DEFAULT_OUTPUT_TOKENS
     affordable = _affordable_output(left[poorest] - prompt_cost, price)

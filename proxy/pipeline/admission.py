@@ -1,6 +1,7 @@
 """Step 5: budgets and rpm/tpm/parallel limits of the key, its team, its user and the end user."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gateway_project.errors import InvalidRequestError
@@ -8,7 +9,7 @@ from keys.cache import KeyRecord
 from proxy.pipeline.context import RequestContext
 from proxy.runtime import get_runtime
 from spend.budgets import CallShape, Level, admit, finish
-from teams.cache import customer_lookup, user_lookup
+from teams.cache import CustomerRecord, TeamRecord, UserRecord, customer_lookup, user_lookup
 
 PER_MESSAGE_BYTES = 8   # role and separators, generously
 
@@ -20,16 +21,45 @@ def _key_level(key: KeyRecord, model_group: str) -> Level:
                  model_tpm=(key.model_tpm_limit or {}).get(model_group))
 
 
+def _user_level(user: UserRecord, model_group: str) -> Level:
+    return Level(kind="user", ident=user.user_id, label=user.user_id, limits=user.limits)
+
+
+def _team_level(team: TeamRecord, model_group: str) -> Level:
+    return Level(kind="team", ident=team.team_id, label=team.team_id, limits=team.limits)
+
+
+def _customer_level(customer: CustomerRecord, model_group: str) -> Level:
+    return Level(kind="customer", ident=customer.user_id, label=customer.user_id, limits=customer.limits)
+
+
+# (record's id, model group) → (record, its level): records are immutable snapshots from the caches, so a
+# level is made once per record, and the same level objects let spend.budgets reuse its plan of counters.
+_LEVELS: dict[tuple[int, str], tuple[Any, Level]] = {}
+MAX_LEVELS = 8192
+
+
+def _level(make: Callable[[Any, str], Level], record: Any, model_group: str) -> Level:
+    key = (id(record), model_group)
+    hit = _LEVELS.get(key)
+    if hit is not None and hit[0] is record:
+        return hit[1]
+    if len(_LEVELS) >= MAX_LEVELS:
+        _LEVELS.clear()
+    level = make(record, model_group)
+    _LEVELS[key] = (record, level)   # holds the record: its id stays its own while the entry lives
+    return level
+
+
 async def _levels(ctx: RequestContext) -> list[Level]:
-    principal, levels = ctx.principal, []
+    principal, levels, group = ctx.principal, [], ctx.model_group
     if principal.key is not None:
-        levels.append(_key_level(principal.key, ctx.model_group))
+        levels.append(_level(_key_level, principal.key, group))
         user = await user_lookup(principal.user_id) if principal.user_id else None
         if user is not None:
-            levels.append(Level(kind="user", ident=user.user_id, label=user.user_id, limits=user.limits))
+            levels.append(_level(_user_level, user, ""))
     if principal.team is not None:
-        levels.append(Level(kind="team", ident=principal.team.team_id, label=principal.team.team_id,
-                            limits=principal.team.limits))
+        levels.append(_level(_team_level, principal.team, ""))
     if ctx.end_user:
         customer = await customer_lookup(ctx.end_user)
         if customer is not None and customer.blocked:
@@ -37,8 +67,7 @@ async def _levels(ctx: RequestContext) -> list[Level]:
             raise InvalidRequestError(f"User blocked from making LLM API Calls. User={customer.user_id}",
                                       param="user")
         if customer is not None:
-            levels.append(Level(kind="customer", ident=customer.user_id, label=customer.user_id,
-                                limits=customer.limits))
+            levels.append(_level(_customer_level, customer, ""))
     return levels
 
 
