@@ -22,6 +22,10 @@ from gateway_project.config import ConfigError, get_config, set_config
 from spend import metrics
 
 
+def access_logged(log_level: str) -> bool:
+    return log_level in ("info", "debug")
+
+
 class Command(BaseCommand):
     help = ("Start the gateway (OpenAI-compatible proxy, management API and admin on one port). "
             "With no --config, a built-in demo config serves the model 'fake-openai-endpoint'.")
@@ -60,6 +64,9 @@ class Command(BaseCommand):
         try:
             uvicorn.run("gateway_project.asgi:application", host=options["host"], port=options["port"],
                         workers=options["workers"], lifespan="on", log_level=options["log_level"],
+                        # The access log is printed at info and debug only; off otherwise, so that uvicorn
+                        # does not format each request's client address and quoted path for nothing.
+                        access_log=access_logged(options["log_level"]),
                         ws="none",  # no WebSocket routes: the websockets package is not loaded
                         server_header=False, proxy_headers=False,
                         timeout_graceful_shutdown=settings.GATEWAY_GRACEFUL_TIMEOUT,
