@@ -10,13 +10,13 @@ import orjson
 import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.core.handlers.asgi import ASGIRequest
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 
 from gateway_project.asgi import application, django_application
 from proxy.api import api as proxy_api
-from proxy.hotpath import HotPathDispatch, HotRequest
+from proxy.hotpath import HotPathDispatch, HotRequest, direct_operations
 from tests.conftest import MASTER_KEY
 
 MASTER = [("authorization", f"Bearer {MASTER_KEY}")]
@@ -272,3 +272,66 @@ def test_the_hot_paths_request_has_djangos_meta_and_headers(query):
     assert (ours.method, ours.path, ours.path_info, ours.content_type, ours.encoding, ours.GET.dict()) == (
         djangos.method, djangos.path, djangos.path_info, djangos.content_type, djangos.encoding, djangos.GET.dict())
     assert ours.body == djangos.body == b"{}" and ours.read() == b"{}"
+
+
+def test_the_proxy_operations_are_called_without_ninjas_view(timeline, monkeypatch):
+    """ninja's view would add only its wrappers (and a response it does not use) to these operations."""
+    from proxy.routes.chat import deployment_chat_completions
+
+    dispatch = HotPathDispatch(django_application, namespace=proxy_api.urls_namespace)
+    match = dispatch.match({"type": "http", "path": "/openai/deployments/fake-openai-endpoint/chat/completions",
+                            "root_path": ""})
+    assert direct_operations(match.func) == {"POST": (deployment_chat_completions, proxy_api)}
+
+    built = []
+    monkeypatch.setattr(type(proxy_api), "create_temporal_response",
+                        lambda api, request: built.append(request.path))
+    status, _, body = call(dispatch, "POST", "/openai/deployments/fake-openai-endpoint/chat/completions",
+                           [*MASTER, ("content-type", "application/json")],
+                           b'{"messages": [{"role": "user", "content": "hi"}]}')
+
+    assert status == 200 and orjson.loads(body)["model"] == "fake-openai-endpoint"
+    assert built == [] and timeline == [("recorded", "acompletion")]
+
+
+def test_an_operations_error_is_rendered_by_the_apis_handlers_as_through_ninja():
+    """A body that is not JSON: the pipeline raises, the API's handler answers (as ninja's view would)."""
+    hot = call(HotPathDispatch(django_application, namespace=proxy_api.urls_namespace), "POST",
+               "/v1/chat/completions", [*MASTER, ("content-type", "application/json")], b"not json")
+    django = call(django_application, "POST", "/v1/chat/completions",
+                  [*MASTER, ("content-type", "application/json")], b"not json")
+
+    assert hot[0] == 400 and hot[0] == django[0] and hot[2] == django[2]
+    assert {k: v for k, v in hot[1].items() if not k.startswith("x-litellm")} == {
+        k: v for k, v in django[1].items() if not k.startswith("x-litellm")}
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_security_headers_follow_the_settings_and_the_scheme(settings, scheme):
+    """Worked out once per scheme by the middlewares themselves, and still what Django's handler sends."""
+    settings.SECURE_HSTS_SECONDS = 3600
+    settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    settings.X_FRAME_OPTIONS = "SAMEORIGIN"
+
+    async def exchange(app):
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": scheme, "path": "/v1/models", "raw_path": b"/v1/models", "query_string": b"",
+                 "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 4000),
+                 "headers": [(b"authorization", f"Bearer {MASTER_KEY}".encode())]}
+        messages, pending = [], [{"type": "http.request", "body": b""}]
+
+        async def receive():
+            return pending.pop() if pending else await asyncio.Event().wait()
+
+        async def send(message):
+            messages.append(message)
+
+        await app(scope, receive, send)
+        return {name.decode().lower(): value.decode() for name, value in messages[0]["headers"]}
+
+    fresh = ASGIHandler()   # its middlewares read these settings as they are made, as the dispatch's do
+    hot = async_to_sync(exchange)(HotPathDispatch(fresh, namespace=proxy_api.urls_namespace))
+    django = async_to_sync(exchange)(fresh)
+
+    assert hot == django and hot["x-frame-options"] == "SAMEORIGIN"
+    assert hot.get("strict-transport-security") == ("max-age=3600; includeSubDomains" if scheme == "https" else None)
