@@ -129,7 +129,7 @@ class HotPathHandler(ASGIHandler):
 
     async def send_response(self, response, send, extra_headers=()) -> None:
         """Django's ``send_response`` for what the proxy's routes answer, in fewer steps: a buffered body in
-        one message whatever its size; a stream's part marked as its last (``response.ended`` once handed
+        one message whatever its size, with its ``content-length``; a stream's part marked as its last (``response.ended`` once handed
         out: the stream's own work after it, such as its books, does not hold the end of the answer back)
         leaves with the end of the body, in one write. No cookies are set on these routes. ``extra_headers``
         (encoded) follow the response's own."""
@@ -137,10 +137,15 @@ class HotPathHandler(ASGIHandler):
             return await super().send_response(response, send)
         headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
         headers += extra_headers
-        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         if not response.streaming:
-            await send({"type": "http.response.body", "body": response.content})
+            # A buffered body's length is known: said up front (as LiteLLM's answers do), not in chunks.
+            content = response.content
+            if not response.has_header("Content-Length"):
+                headers.append((b"content-length", str(len(content)).encode("ascii")))
+            await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+            await send({"type": "http.response.body", "body": content})
             return
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         async with aclosing(aiter(response)) as content:
             async for part in content:
                 if getattr(response, "ended", False):

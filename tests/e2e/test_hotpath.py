@@ -42,6 +42,22 @@ def test_an_error_on_a_hot_route_is_the_contracts_json(gateway):
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
+def test_a_buffered_answer_says_its_length_and_a_stream_comes_chunked(gateway):
+    """As LiteLLM's answers: a JSON body with its content-length, not chunked; a stream as it comes."""
+    answer = gateway.http.post("/v1/chat/completions", headers=MASTER, json={"model": "gpt-3.5-turbo",
+                                                                              "messages": HELLO})
+    error = gateway.http.post("/v1/chat/completions", headers=MASTER, json={"model": "no-such-model",
+                                                                             "messages": HELLO})
+    stream = gateway.http.post("/chat/completions", headers=MASTER, json={"model": "gpt-3.5-turbo",
+                                                                           "messages": HELLO, "stream": True})
+
+    for response in (answer, error):
+        assert response.headers["content-length"] == str(len(response.content))
+        assert "transfer-encoding" not in response.headers
+    assert answer.status_code == 200 and error.status_code == 400
+    assert stream.headers["transfer-encoding"] == "chunked" and "content-length" not in stream.headers
+
+
 def test_a_wrong_method_on_a_hot_route_is_405(gateway):
     assert gateway.http.get("/chat/completions", headers=MASTER).status_code == 405
 
