@@ -688,6 +688,10 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
             response = connection.response(timeouts)
             await response.aread()
             return Answer(status, headers, response.content)
+        if connection._complete:   # the whole answer came with its head (the usual case): nothing to wait for
+            content = connection.take_body() if connection._body else b""
+            connection.finish()
+            return Answer(status, headers, content)
         return Answer(status, headers, b"".join([part async for part in _Body(connection, timeouts.get("read"))]))
 
     async def _sent(self, origin: _Origin, timeouts: dict[str, float | None], *request: Any) -> _Connection:

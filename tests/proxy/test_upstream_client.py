@@ -845,6 +845,26 @@ def test_a_prepared_post_sends_its_head_and_body_as_httpx2_would() -> None:
     run(main)
 
 
+def test_a_prepared_posts_answer_is_read_whole_however_it_arrives() -> None:
+    """With its head (taken at once), byte by byte or in chunks (read as it comes): the same answer, and the
+    connection back in the pool each time."""
+    async def main():
+        answers = {"/length": LENGTH_RESPONSE, "/chunked": CHUNKED_RESPONSE, "/length-split": byte_by_byte(LENGTH_RESPONSE),
+                   "/chunked-split": byte_by_byte(CHUNKED_RESPONSE), "/empty": b"HTTP/1.1 204 No Content\r\n\r\n"}
+        async with scripted(answers) as (base, seen):
+            pool = ClientPool(timeout=5)
+            try:
+                for path in ("/length", "/length-split", "/chunked", "/chunked-split", "/length"):
+                    answer = await pool.post(base, _post(base, path), b"{}", TIMEOUTS)
+                    assert answer.content == b"hello world", path
+                assert (await pool.post(base, _post(base, "/empty"), b"{}", TIMEOUTS)).content == b""
+            finally:
+                await pool.aclose()
+        assert len(seen.connections) == 1 and len(seen.requests) == 6
+
+    run(main)
+
+
 def test_a_prepared_post_refuses_a_header_with_a_line_break() -> None:
     with pytest.raises(httpx2.LocalProtocolError):
         _post("http://127.0.0.1:9", "/v1", {"authorization": "Bearer k\r\nX-Injected: 1"})
