@@ -1,8 +1,8 @@
 """RequestContext: what one proxied request has gathered on its way through the pipeline."""
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from collections.abc import Callable
@@ -14,6 +14,31 @@ from gateway_project.errors import GatewayError
 from keys.cache import KeyRecord
 from keys.middleware import requester_ip
 from teams.cache import TeamRecord
+
+
+_ID_BATCH = 16 * 256
+_random = {"bytes": b"", "at": 0}
+
+
+def new_call_id() -> str:
+    """A random (version 4) UUID, as ``str(uuid.uuid4())``, from the OS's random bytes read 256 ids at a
+    time: one system call per 256 calls instead of one per call."""
+    at = _random["at"]
+    if at + 16 > len(_random["bytes"]):
+        _random["bytes"], at = os.urandom(_ID_BATCH), 0
+    raw = bytearray(_random["bytes"][at:at + 16])
+    _random["at"] = at + 16
+    raw[6] = (raw[6] & 0x0F) | 0x40   # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80   # RFC 4122 variant
+    hex_ = raw.hex()
+    return f"{hex_[:8]}-{hex_[8:12]}-{hex_[12:16]}-{hex_[16:20]}-{hex_[20:]}"
+
+
+def _forget_random_bytes() -> None:
+    _random["bytes"], _random["at"] = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget_random_bytes)   # a forked worker never reuses its parent's ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +61,7 @@ class Principal:
 class RequestContext:
     request: HttpRequest
     call_type: str
-    call_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    call_id: str = field(default_factory=new_call_id)
     started: float = field(default_factory=time.perf_counter)
     start_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     principal: Principal | None = None
