@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 from gateway_project.errors import AuthenticationError, PermissionDeniedError
@@ -120,6 +121,11 @@ def networks(entries: Iterable[str]) -> tuple[IPv4Network | IPv6Network, ...]:
     return tuple(ip_network(entry, strict=False) for entry in entries)
 
 
+@lru_cache(maxsize=1024)
+def _key_routes(entries: tuple[str, ...]) -> RouteSet:
+    return RouteSet.of(entries)
+
+
 def route_not_allowed(path: str) -> PermissionDeniedError:
     return PermissionDeniedError(f"Route {path} not allowed")
 
@@ -133,7 +139,7 @@ def check_admin_only(rules: RouteRules, path: str, *, is_admin: bool) -> None:
 def check_key_routes(allowed_routes: Iterable[str], path: str) -> None:
     """A virtual key's own ``allowed_routes`` (empty: no restriction)."""
     allowed = tuple(allowed_routes)
-    if allowed and not RouteSet.of(allowed).matches(path):
+    if allowed and not _key_routes(allowed).matches(path):
         raise PermissionDeniedError(
             f"Virtual key is not allowed to call this route. Only allowed to call routes: {list(allowed)}. "
             f"Tried to call route: {path}")
@@ -158,8 +164,14 @@ def ip_allowed(ip: str | None, allowed: Iterable[IPv4Network | IPv6Network]) -> 
 
 def check_key_ips(allowed_ips: Iterable[str], ip: str | None) -> None:
     entries = tuple(allowed_ips)
-    if entries and not ip_allowed(ip, networks(entries)):
+    if entries and not ip_allowed(ip, _key_networks(entries)):
         raise ip_not_allowed(ip)
+
+
+@lru_cache(maxsize=1024)
+def _key_networks(entries: tuple[str, ...]) -> tuple[IPv4Network | IPv6Network, ...]:
+    """A key's ``allowed_ips`` parsed once, not on each of its calls."""
+    return networks(entries)
 
 
 def client_ip(peer: str | None, forwarded_for: str | None, rules: RouteRules) -> str | None:
