@@ -1,8 +1,14 @@
-"""An asyncio HTTP/1.1 load generator: closed loop, keep-alive, one connection per concurrent client.
+"""An asyncio HTTP/1.1 load generator, keep-alive: closed loop (one connection per concurrent client, each
+sending its next request when the last is answered) or open loop (``--rate``: requests arrive at random,
+a Poisson process of that many per second, whatever the answers do).
 
     python -m bench.loadgen --url http://127.0.0.1:4000/chat/completions --body-file b.json \
-        [--body-file stream.json ...] --concurrency 10 (--duration 10 | --requests 100000) \
+        [--body-file stream.json ...] (--concurrency 10 | --rate 1000) (--duration 10 | --requests 100000) \
         [--header 'authorization: Bearer sk-…'] [--progress-every 5000]
+
+Open loop, each request goes out on an idle connection (``--concurrency`` of them opened beforehand; a new
+one when none is idle) at its arrival time, and its latency counts from that time; the summary adds the
+mean number of requests in flight.
 
 Prints one JSON summary line at the end (``{"requests": …, "latency_ms": {…}, "ttfb_ms": {…}}``) and,
 with ``--progress-every``, ``{"progress": N}`` lines on the way (the soak samples memory on them).
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import sys
 import time
@@ -94,6 +101,7 @@ class Load:
                                   f"content-type: application/json\r\n{headers}content-length: {len(body)}\r\n\r\n"
                                   ).encode() + body)
         self.concurrency, self.progress_every = args.concurrency, args.progress_every
+        self.rate = args.rate
         self.limit = args.requests
         self.deadline = time.perf_counter() + args.duration if args.duration else None
         self.issued = self.completed = self.errors = 0
@@ -126,26 +134,70 @@ class Load:
                 conn = None
                 await asyncio.sleep(0.01)  # a refused connection must not spin
                 continue
-            self.statuses[exchange.status] = self.statuses.get(exchange.status, 0) + 1
-            if 200 <= exchange.status < 300:
-                self.latencies.append(ended - exchange.started)
-                self.ttfbs.append((exchange.first_byte or ended) - exchange.started)
-            else:
-                self.errors += 1
-            self.completed += 1
+            self.record(exchange, ended, exchange.started)
             if self.progress_every and self.completed % self.progress_every == 0:
                 print(json.dumps({"progress": self.completed}), flush=True)
         if conn is not None and conn.transport is not None:
             conn.transport.close()
 
+    def record(self, exchange: Exchange, ended: float, since: float) -> None:
+        self.statuses[exchange.status] = self.statuses.get(exchange.status, 0) + 1
+        if 200 <= exchange.status < 300:
+            self.latencies.append(ended - since)
+            self.ttfbs.append((exchange.first_byte or ended) - since)
+        else:
+            self.errors += 1
+        self.completed += 1
+
+    async def arrivals(self) -> None:
+        """Open loop: requests at the times of a Poisson process (seeded: every run the same arrivals)."""
+        loop = asyncio.get_running_loop()
+        gaps, calls = random.Random(7), set()
+        # --concurrency connections opened beforehand: the first arrivals do not time a connect.
+        idle = [conn for _, conn in await asyncio.gather(*(loop.create_connection(Connection, self.host, self.port)
+                                                           for _ in range(self.concurrency)))]
+        due = time.perf_counter()
+
+        async def call(raw: bytes, arrived: float) -> None:
+            conn = idle.pop() if idle else None
+            try:
+                if conn is None or conn.transport is None or not conn.keep_alive:
+                    _, conn = await loop.create_connection(Connection, self.host, self.port)
+                exchange = conn.send(raw, loop)
+                ended = await exchange.done
+            except (OSError, httptools.HttpParserError):
+                self.errors += 1
+                return
+            self.record(exchange, ended, arrived)
+            idle.append(conn)
+
+        while (raw := self.next_request()) is not None:
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            task = asyncio.create_task(call(raw, due))
+            calls.add(task)
+            task.add_done_callback(calls.discard)
+            due += gaps.expovariate(self.rate)
+        await asyncio.gather(*calls)
+        for conn in idle:
+            if conn.transport is not None:
+                conn.transport.close()
+
     async def run(self) -> dict:
         started = time.perf_counter()
-        await asyncio.gather(*(self.client() for _ in range(self.concurrency)))
+        if self.rate:
+            await self.arrivals()
+        else:
+            await asyncio.gather(*(self.client() for _ in range(self.concurrency)))
         elapsed = time.perf_counter() - started
         ok = len(self.latencies)
-        return {"requests": self.completed, "ok": ok, "errors": self.errors, "statuses": self.statuses,
-                "duration_s": elapsed, "rps": ok / elapsed if elapsed else 0.0,
-                "latency_ms": summarise(self.latencies), "ttfb_ms": summarise(self.ttfbs)}
+        result = {"requests": self.completed, "ok": ok, "errors": self.errors, "statuses": self.statuses,
+                  "duration_s": elapsed, "rps": ok / elapsed if elapsed else 0.0,
+                  "latency_ms": summarise(self.latencies), "ttfb_ms": summarise(self.ttfbs)}
+        if self.rate:   # Little's law: the mean number of requests in flight
+            result["mean_in_flight"] = sum(self.latencies) / elapsed if elapsed else 0.0
+        return result
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -164,11 +216,13 @@ def summarise(seconds: list[float]) -> dict[str, float] | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Closed-loop asyncio HTTP load generator (JSON summary).")
+    parser = argparse.ArgumentParser(description="asyncio HTTP load generator, closed or open loop (JSON summary).")
     parser.add_argument("--url", required=True)
     parser.add_argument("--body-file", action="append", required=True, help="JSON body; repeat to alternate")
     parser.add_argument("--header", action="append", default=[], help="'name: value'; repeatable")
-    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="closed loop: clients, one connection each; open loop: connections opened beforehand")
+    parser.add_argument("--rate", type=float, help="open loop: Poisson arrivals, requests per second")
     parser.add_argument("--duration", type=float, help="seconds to run")
     parser.add_argument("--requests", type=int, help="requests to send in all")
     parser.add_argument("--progress-every", type=int, default=0)

@@ -163,11 +163,15 @@ def body_file(work: Path, model: str, stream: bool) -> Path:
     return path
 
 
+OPEN_LOOP_CONNECTIONS = 64   # opened before an open-loop run's arrivals start
+
+
 def drive(target: Target, work: Path, latency_ms: int, stream: bool, concurrency: int, duration: float | None,
-          requests: int | None, use_wrk: bool) -> dict:
-    """One measurement: load on ``target`` while its process tree (and the generator's) are monitored."""
+          requests: int | None, use_wrk: bool, rate: float | None = None) -> dict:
+    """One measurement: load on ``target`` while its process tree (and the generator's) are monitored.
+    With ``rate``, open loop: Poisson arrivals at that rate (``bench.loadgen --rate``)."""
     body = body_file(work, target.model(latency_ms), stream)
-    wrk = use_wrk and not stream and duration is not None
+    wrk = use_wrk and not stream and duration is not None and rate is None
     if wrk:
         env = {**os.environ, "BENCH_BODY_FILE": str(body), "BENCH_AUTH": target.auth or ""}
         args = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--timeout", "10s", "-s",
@@ -177,6 +181,9 @@ def drive(target: Target, work: Path, latency_ms: int, stream: bool, concurrency
         args = [sys.executable, "-m", "bench.loadgen", "--url", target.url(latency_ms), "--body-file", str(body),
                 "--concurrency", str(concurrency)]
         args += ["--duration", str(duration)] if duration is not None else ["--requests", str(requests)]
+        if rate is not None:
+            args[args.index("--concurrency") + 1] = str(OPEN_LOOP_CONNECTIONS)
+            args += ["--rate", str(rate)]
         if target.auth:
             args += ["--header", f"authorization: Bearer {target.auth}"]
     # The generator's CPU: what this process's reaped children spent (it is the only one reaped meanwhile).
@@ -204,7 +211,7 @@ def drive(target: Target, work: Path, latency_ms: int, stream: bool, concurrency
         raw = json.loads(out.decode().strip().splitlines()[-1])
         result = {"requests": raw["requests"], "errors": raw["errors"], "duration_s": raw["duration_s"],
                   "rps": raw["rps"], "latency_ms": raw["latency_ms"], "ttfb_ms": raw["ttfb_ms"],
-                  "generator": "asyncio"}
+                  "generator": "asyncio", "mean_in_flight": raw.get("mean_in_flight")}
     result["generator_cores"] = generator_cores
     if server:
         ok = result["requests"] - result["errors"]
@@ -238,7 +245,8 @@ def summarise_point(runs_by_target: dict[str, list[dict]]) -> dict:
             "p99_ms": median_of(runs, "latency_ms", "p99"), "ttfb_p50_ms": median_of(runs, "ttfb_ms", "p50"),
             "cores": median_of(runs, "cores"), "cpu_ms_per_request": median_of(runs, "cpu_ms_per_request"),
             "peak_rss_mb": max((r.get("peak_rss_mb") or 0) for r in runs) or None,
-            "generator_cores": median_of(runs, "generator_cores"), "errors": sum(r["errors"] for r in runs)}
+            "generator_cores": median_of(runs, "generator_cores"), "errors": sum(r["errors"] for r in runs),
+            "mean_in_flight": median_of(runs, "mean_in_flight")}
     direct = summary.get("direct")
     for name, figures in summary.items():
         if name == "direct" or not direct:
@@ -276,7 +284,26 @@ def run_matrix(args, work: Path, targets: list[Target], use_wrk: bool) -> dict:
                                "summary": summary, "runs": runs})
                 loads.append(load_average())
                 print(point_line(points[-1]), flush=True)
-    return {"points": points, "load_average": loads}
+    # Open loop: requests arriving at random (Poisson) at a fixed rate, as real traffic does, rather than the
+    # closed loop's clients that all send again the moment their answers come back (with a fixed-latency
+    # upstream, concurrency 50 comes in waves of 50 at once). The LiteLLM proxy is left out: one worker of it
+    # serves a few hundred requests per second at most, and an open loop past that only queues without end.
+    open_points = []
+    open_targets = [t for t in targets if t.name != "litellm"]
+    for latency_ms in args.latency if args.rate else []:
+        for rate in args.rate:
+            runs = {t.name: [] for t in open_targets}
+            for repeat in range(args.repeats):
+                shift = repeat % len(open_targets)
+                for target in open_targets[shift:] + open_targets[:shift]:
+                    runs[target.name].append(drive(target, work, latency_ms, False, 0, args.duration, args.requests,
+                                                   use_wrk, rate=rate))
+            open_points.append({"latency_ms": latency_ms, "rate": rate, "summary": summarise_point(runs),
+                                "runs": runs})
+            loads.append(load_average())
+            print(f"open loop {rate:g}/s: " + point_line({**open_points[-1], "stream": False, "concurrency": "-"}),
+                  flush=True)
+    return {"points": points, "open_points": open_points, "load_average": loads}
 
 
 def point_line(point: dict) -> str:
@@ -397,7 +424,22 @@ def markdown(report: dict) -> str:
             f"| {_f(g['peak_rss_mb'])} / {_f(lt and lt['peak_rss_mb'])} | {generators:.2f} |"
             + (f" {_f(r and r['added_p50_ms'], '{:.2f}')} / {_f(r and r['added_ttfb_ms'], '{:.2f}')} |"
                if floor else ""))
-    errors = {name: sum(p["summary"][name]["errors"] for p in report["matrix"]["points"])
+    if report["matrix"].get("open_points"):
+        lines.append("")
+        lines.append("Open loop: Poisson arrivals at a fixed rate, non-streamed (the LiteLLM proxy is left out: one "
+                     "worker of it cannot serve these rates).")
+        lines.append("")
+        lines.append("| upstream latency | arrivals/s | mean in flight (gateway) | gateway req/s | gateway cores | gateway "
+                     "added p50 / p99 ms | bare relay added p50 / p99 ms |")
+        lines.append("|" + "---|" * 7)
+        for point in report["matrix"]["open_points"]:
+            g, r = point["summary"]["gateway"], point["summary"].get("relay")
+            lines.append(f"| {point['latency_ms']} ms | {point['rate']:g} | {_f(g['mean_in_flight'], '{:.1f}')} "
+                         f"| {_f(g['rps'])} | {_f(g['cores'], '{:.2f}')} "
+                         f"| {_f(g['added_p50_ms'], '{:.2f}')} / {_f(g['added_p99_ms'], '{:.2f}')} "
+                         f"| {_f(r and r['added_p50_ms'], '{:.2f}')} / {_f(r and r['added_p99_ms'], '{:.2f}')} |")
+    all_points = report["matrix"]["points"] + report["matrix"].get("open_points", [])
+    errors = {name: sum(p["summary"][name]["errors"] for p in all_points if name in p["summary"])
               for name in report["matrix"]["points"][0]["summary"]} if report["matrix"]["points"] else {}
     lines.append("")
     lines.append("Non-2xx or failed requests over the run: " + ", ".join(f"{k} {n}" for k, n in errors.items()) + ".")
@@ -428,6 +470,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency", type=int, nargs="+", default=[0, 50], help="upstream latencies (ms)")
     parser.add_argument("--stream", type=lambda s: s == "yes", nargs="+", default=[False, True],
                         metavar="yes|no", help="streamed points to run (default: no yes)")
+    parser.add_argument("--rate", type=float, nargs="*", default=[1000],
+                        help="open-loop points: Poisson arrival rates (requests/s) at each upstream latency, "
+                             "non-streamed (default 1000: about 50 in flight at 50 ms; none: --rate with no value)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--requests", type=int, default=None, help="requests per measurement instead of a duration")
@@ -443,7 +488,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.smoke:
         args.no_litellm, args.no_wrk = True, True
-        args.concurrency, args.latency, args.repeats = [1, 2], [0], 1
+        args.concurrency, args.latency, args.repeats, args.rate = [1, 2], [0], 1, [100]
         args.duration, args.requests = None, args.requests or 20
     elif args.requests:
         args.duration = None

@@ -39,6 +39,18 @@ def test_smoke_measures_direct_and_gateway_at_each_point(smoke):
         assert isinstance(point["summary"]["relay"]["added_p50_ms"], float)   # the floor beside it
 
 
+def test_smoke_measures_an_open_loop_point(smoke):
+    """Poisson arrivals (bench.loadgen --rate): the requests in flight follow from the latencies."""
+    report, _, _ = smoke
+    [point] = report["matrix"]["open_points"]
+    assert (point["latency_ms"], point["rate"]) == (0, 100)
+    assert set(point["summary"]) == {"direct", "gateway", "relay"}
+    for name, [run] in point["runs"].items():
+        assert run["requests"] == 20 and run["errors"] == 0, (name, run)
+        assert 0 < run["mean_in_flight"] < 20
+    assert isinstance(point["summary"]["gateway"]["added_p99_ms"], float)
+
+
 def test_smoke_writes_json_results_and_the_markdown_table(smoke):
     report, results, docs = smoke
     [saved] = results.glob("smoke-*.json")
@@ -52,5 +64,6 @@ def test_smoke_writes_json_results_and_the_markdown_table(smoke):
     assert text.startswith("# Performance\n\nbefore\n") and text.endswith(f"{bench.RESULTS_END}\nafter\n")
     assert "old table" not in text
     rows = [line for line in text.splitlines() if line.startswith("| 0 ms |")]
-    assert len(rows) == 4 and all(row.count("|") == 18 for row in rows)   # 17 columns, the floor's last
+    assert len(rows) == 5 and all(row.count("|") == 18 for row in rows[:4])   # 17 columns, the floor's last
+    assert rows[4].startswith("| 0 ms | 100 | ") and rows[4].count("|") == 8   # the open-loop table
     assert "Non-2xx or failed requests over the run: direct 0, gateway 0, relay 0." in text
