@@ -49,6 +49,7 @@ from gateway_project.audit.actor import serve_as, served
 from gateway_project.errors import error_body
 from keys.middleware import check_route_policy
 from keys.policy import RouteSet
+from proxy.answer import ProxyAnswer
 from proxy.openapi import OPENAI_ROUTES
 
 logger = logging.getLogger("gateway.proxy")
@@ -135,12 +136,14 @@ class HotPathHandler(ASGIHandler):
         (encoded) follow the response's own."""
         if response.cookies:
             return await super().send_response(response, send)
-        headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
+        wire = response.wire_headers() if isinstance(response, ProxyAnswer) else None
+        headers = wire if wire is not None else [(name.encode("ascii"), value.encode("latin1"))
+                                                 for name, value in response.items()]
         headers += extra_headers
         if not response.streaming:
             # A buffered body's length is known: said up front (as LiteLLM's answers do), not in chunks.
             content = response.content
-            if not response.has_header("Content-Length"):
+            if wire is not None or not response.has_header("Content-Length"):   # a ProxyAnswer sets none
                 headers.append((b"content-length", str(len(content)).encode("ascii")))
             await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
             await send({"type": "http.response.body", "body": content})
@@ -202,7 +205,8 @@ class HotPathHandler(ASGIHandler):
             response = HttpResponse(orjson.dumps(error_body("Internal server error", status=500,
                                                             type="internal_server_error")),
                                     status=500, content_type="application/json")
-        if any(name in response for name in SECURITY_HEADER_NAMES):
+        untouched = isinstance(response, ProxyAnswer) and response.untouched   # none of those headers, surely
+        if not untouched and any(name in response for name in SECURITY_HEADER_NAMES):
             response = self.xframe.process_response(request, response)
             response = self.security.process_response(request, response)
         else:   # what they would add, added as it is sent

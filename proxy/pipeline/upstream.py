@@ -12,6 +12,7 @@ import orjson
 from django.http import HttpResponse, StreamingHttpResponse
 
 from gateway_project import draining
+from proxy.answer import ProxyAnswer
 from gateway_project.errors import GatewayError, UpstreamError
 from proxy.pipeline import guardrails
 from proxy.pipeline.attempts import call_upstream
@@ -62,7 +63,7 @@ async def respond(ctx: RequestContext, operation: str) -> HttpResponse:
     headers["x-litellm-overhead-duration-ms"] = f"{ctx.elapsed_ms() - ctx.upstream_seconds * 1000:.3f}"
     content = orjson.dumps(body)
     check_response_size(len(content))
-    return HttpResponse(content, content_type="application/json", headers=headers)
+    return ProxyAnswer(content, headers)
 
 
 async def _open_stream(ctx: RequestContext, route: Route) -> tuple[AsyncIterator[list[dict]], list[dict] | None]:

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.http import BadHeaderError
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
@@ -347,3 +348,40 @@ def test_the_security_headers_follow_the_settings_and_the_scheme(settings, schem
 
     assert hot == django and hot["x-frame-options"] == "SAMEORIGIN"
     assert hot.get("strict-transport-security") == ("max-age=3600; includeSubDomains" if scheme == "https" else None)
+
+
+def test_an_answers_own_headers_go_out_without_becoming_djangos(timeline, monkeypatch):
+    """A ProxyAnswer's x-litellm headers are encoded as it is sent, never checked into Django's mapping; the
+    same answer read anywhere else has them as Django headers."""
+    from proxy.answer import ProxyAnswer
+
+    looked = []
+    original = ProxyAnswer.headers.fget
+    monkeypatch.setattr(ProxyAnswer, "headers", property(
+        lambda self: looked.append(bool(self.__dict__.get("_own_headers"))) or original(self), ProxyAnswer.headers.fset))
+    status, headers, body = call(application, "POST", "/v1/chat/completions",
+                                 [*MASTER, ("content-type", "application/json")], CHAT)
+
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert headers["x-litellm-model-group"] == "fake-openai-endpoint" and len(headers["x-litellm-call-id"]) == 36
+    assert SECURITY_HEADERS.items() <= headers.items() and headers["content-length"] == str(len(body))
+    assert looked and True not in looked   # only during Django's set-up of it, before its own headers were there
+
+    django = call(django_application, "POST", "/v1/chat/completions",
+                  [*MASTER, ("content-type", "application/json")], CHAT)
+    assert {k for k in django[1]} == {k for k in headers} - {"content-length"}
+
+
+def test_an_answer_whose_header_is_not_plain_latin1_is_sent_as_django_would():
+    from proxy.answer import ProxyAnswer
+
+    plain = ProxyAnswer(b"{}", {"x-litellm-model-group": "gpt"})
+    fancy = ProxyAnswer(b"{}", {"x-litellm-model-group": "模型"})
+    broken = ProxyAnswer(b"{}", {"x-litellm-model-group": "a\r\nx-injected: 1"})
+
+    assert plain.wire_headers() == [(b"content-type", b"application/json"), (b"x-litellm-model-group", b"gpt")]
+    assert fancy.wire_headers() is None and fancy["x-litellm-model-group"] == "=?utf-8?b?5qih5Z6L?="
+    assert broken.wire_headers() is None
+    with pytest.raises(BadHeaderError):
+        broken.headers
+    assert plain["x-litellm-model-group"] == "gpt" and plain.wire_headers() is None   # looked at: Django's now

@@ -1,0 +1,54 @@
+"""``ProxyAnswer``: a buffered JSON answer of the proxy whose own headers (``x-litellm-*``) wait to become
+Django headers until something asks for the response's headers.
+
+Django checks and stores each header as a response is made (``ResponseHeaders``): eight of them on every
+call, a few microseconds warm and some tens cold, for headers that only the server will read. Served by the
+hot path (``proxy.hotpath``), the answer's headers go out encoded in one step (``wire_headers``) and are
+never turned into Django's; anywhere else (Django's handler, a middleware, a test reading
+``response["x-litellm-call-id"]``) the first look at ``headers`` adds them, through Django's own checks, and
+the answer is an ``HttpResponse`` like any other.
+"""
+from __future__ import annotations
+
+from django.http import HttpResponse
+
+JSON = "application/json"
+_CONTENT_TYPE = [(b"content-type", JSON.encode())]
+
+
+class ProxyAnswer(HttpResponse):
+    def __init__(self, content: bytes, own_headers: dict[str, str], *, status: int = 200) -> None:
+        super().__init__(content, content_type=JSON, status=status)
+        self._own_headers = own_headers   # added after Django's own set-up: until now they are only ours
+
+    @property
+    def headers(self):
+        own = self.__dict__.get("_own_headers")
+        if own:   # first look: they become Django headers, with Django's checks (a bad value raises here)
+            self._own_headers = None
+            for name, value in own.items():
+                self._django_headers[name] = value
+        return self._django_headers
+
+    @headers.setter
+    def headers(self, value) -> None:
+        self._django_headers = value
+
+    @property
+    def untouched(self) -> bool:
+        """No one has looked at the headers yet: they are Content-Type and ours, nothing else."""
+        return bool(self.__dict__.get("_own_headers")) and len(self._django_headers) == 1
+
+    def wire_headers(self) -> list[tuple[bytes, bytes]] | None:
+        """The answer's headers as the server sends them (names and values encoded), when it is untouched
+        and all of ours are plain latin-1 without line breaks; else None (send ``items()``)."""
+        if not self.untouched:
+            return None
+        own = self._own_headers
+        try:
+            values = [value.encode("latin-1") for value in own.values()]
+        except UnicodeEncodeError:   # Django MIME-encodes these: leave it to it
+            return None
+        if any(b"\n" in v or b"\r" in v or b"\x00" in v for v in values):
+            return None
+        return _CONTENT_TYPE + [(name.encode("ascii"), value) for name, value in zip(own, values)]
