@@ -1,25 +1,26 @@
-"""``ProxyAnswer``: a buffered JSON answer of the proxy whose own headers (``x-litellm-*``) wait to become
-Django headers until something asks for the response's headers.
+"""The proxy's answers (``ProxyAnswer``, buffered JSON; ``proxy.pipeline.upstream.EventStream``, a relayed
+stream), whose own headers (``x-litellm-*``, a stream's cache directives) wait to become Django headers until
+something asks for the response's headers.
 
-Django checks and stores each header as a response is made (``ResponseHeaders``): eight of them on every
-call, a few microseconds warm and some tens cold, for headers that only the server will read. Served by the
-hot path (``proxy.hotpath``), the answer's headers go out encoded in one step (``wire_headers``) and are
-never turned into Django's; anywhere else (Django's handler, a middleware, a test reading
+Django checks and stores each header as a response is made (``ResponseHeaders``): five to eight of them on
+every call, a few microseconds warm and some tens cold, for headers that only the server will read. Served
+by the hot path (``proxy.hotpath``), the answer's headers go out encoded in one step (``wire_headers``) and
+are never turned into Django's; anywhere else (Django's handler, a middleware, a test reading
 ``response["x-litellm-call-id"]``) the first look at ``headers`` adds them, through Django's own checks, and
-the answer is an ``HttpResponse`` like any other.
+the answer is a Django response like any other.
 """
 from __future__ import annotations
 
 from django.http import HttpResponse
 
-JSON = "application/json"
-_CONTENT_TYPE = [(b"content-type", JSON.encode())]
 
+class OwnHeaders:
+    """Mixed into a Django response class: ``own_headers`` kept apart until ``headers`` is looked at."""
 
-class ProxyAnswer(HttpResponse):
-    def __init__(self, content: bytes, own_headers: dict[str, str], *, status: int = 200) -> None:
-        super().__init__(content, content_type=JSON, status=status)
-        self._own_headers = own_headers   # added after Django's own set-up: until now they are only ours
+    def _keep_apart(self, own_headers: dict[str, str]) -> None:
+        """Called once Django's own set-up of the response is done: until then ``headers`` are only its."""
+        self._own_headers = own_headers
+        self._content_type = self._django_headers["Content-Type"]
 
     @property
     def headers(self):
@@ -40,7 +41,7 @@ class ProxyAnswer(HttpResponse):
         return bool(self.__dict__.get("_own_headers")) and len(self._django_headers) == 1
 
     def wire_headers(self) -> list[tuple[bytes, bytes]] | None:
-        """The answer's headers as the server sends them (names and values encoded), when it is untouched
+        """The headers as the server sends them (names and values encoded), when the response is untouched
         and all of ours are plain latin-1 without line breaks; else None (send ``items()``)."""
         if not self.untouched:
             return None
@@ -51,4 +52,13 @@ class ProxyAnswer(HttpResponse):
             return None
         if any(b"\n" in v or b"\r" in v or b"\x00" in v for v in values):
             return None
-        return _CONTENT_TYPE + [(name.encode("ascii"), value) for name, value in zip(own, values)]
+        return [(b"content-type", self._content_type.encode("latin-1")),
+                *((name.encode("ascii"), value) for name, value in zip(own, values))]
+
+
+class ProxyAnswer(OwnHeaders, HttpResponse):
+    """A buffered JSON answer (a stream: proxy.pipeline.upstream.EventStream)."""
+
+    def __init__(self, content: bytes, own_headers: dict[str, str], *, status: int = 200) -> None:
+        super().__init__(content, content_type="application/json", status=status)
+        self._keep_apart(own_headers)

@@ -49,7 +49,7 @@ from gateway_project.audit.actor import serve_as, served
 from gateway_project.errors import error_body
 from keys.middleware import check_route_policy
 from keys.policy import RouteSet
-from proxy.answer import ProxyAnswer
+from proxy.answer import OwnHeaders
 from proxy.openapi import OPENAI_ROUTES
 
 logger = logging.getLogger("gateway.proxy")
@@ -136,7 +136,7 @@ class HotPathHandler(ASGIHandler):
         (encoded) follow the response's own."""
         if response.cookies:
             return await super().send_response(response, send)
-        wire = response.wire_headers() if isinstance(response, ProxyAnswer) else None
+        wire = response.wire_headers() if isinstance(response, OwnHeaders) else None
         headers = wire if wire is not None else [(name.encode("ascii"), value.encode("latin1"))
                                                  for name, value in response.items()]
         headers += extra_headers
@@ -205,7 +205,7 @@ class HotPathHandler(ASGIHandler):
             response = HttpResponse(orjson.dumps(error_body("Internal server error", status=500,
                                                             type="internal_server_error")),
                                     status=500, content_type="application/json")
-        untouched = isinstance(response, ProxyAnswer) and response.untouched   # none of those headers, surely
+        untouched = isinstance(response, OwnHeaders) and response.untouched   # none of those headers, surely
         if not untouched and any(name in response for name in SECURITY_HEADER_NAMES):
             response = self.xframe.process_response(request, response)
             response = self.security.process_response(request, response)

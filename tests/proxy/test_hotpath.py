@@ -385,3 +385,18 @@ def test_an_answer_whose_header_is_not_plain_latin1_is_sent_as_django_would():
     with pytest.raises(BadHeaderError):
         broken.headers
     assert plain["x-litellm-model-group"] == "gpt" and plain.wire_headers() is None   # looked at: Django's now
+
+
+def test_a_streams_own_headers_go_out_as_djangos_handler_sends_them(timeline):
+    hot = call(application, "POST", "/v1/chat/completions", [*MASTER, ("content-type", "application/json")], STREAM)
+    django = call(django_application, "POST", "/v1/chat/completions",
+                  [*MASTER, ("content-type", "application/json")], STREAM)
+
+    for status, headers, body in (hot, django):
+        assert status == 200 and body.endswith(b"data: [DONE]\n\n")
+        assert (headers["content-type"], headers["cache-control"], headers["x-accel-buffering"]) == (
+            "text/event-stream", "no-cache", "no")
+        assert headers["x-litellm-model-group"] == "fake-openai-endpoint" and "content-length" not in headers
+    assert set(hot[1]) == set(django[1])
+    assert {k: v for k, v in hot[1].items() if k not in ("x-litellm-call-id",)} == {
+        k: v for k, v in django[1].items() if k not in ("x-litellm-call-id",)}
