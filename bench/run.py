@@ -33,6 +33,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,8 @@ class Target:
     base: str  # URL up to the API path
     pid: int | None  # the server's root process (None: not monitored)
     auth: str | None
+    process: ServerProcess | None = None
+    restart: Callable[[], tuple[ServerProcess, Target]] | None = None   # to start it again should it die
 
     def url(self, latency_ms: int) -> str:
         if self.name == "direct":
@@ -267,8 +270,32 @@ def load_average() -> list[float]:
 
 # Modes ---------------------------------------------------------------------------------------------
 
+def measure(target: Target, crashes: list[dict], point: dict, *drive_args, **drive_kwargs) -> dict:
+    """``drive`` on ``target``; should the target's server have died meanwhile, the crash is recorded, the
+    server started again, and the measurement counted as failed (no figures, one error) rather than ending
+    the run: the LiteLLM proxy has been seen to crash under load (a segfault in its interpreter)."""
+    process = target.process
+    watched = process is not None and target.restart is not None
+    try:
+        result = drive(target, *drive_args, **drive_kwargs)
+    except RuntimeError:
+        if not watched or process.is_running():
+            raise
+        result = None
+    if watched and not process.is_running():
+        crashes.append({**point, "target": target.name, "exit_code": process.returncode,
+                        "log_tail": process.log_tail(20)})
+        print(f"{target.name} died (exit code {process.returncode}) at {point}; starting it again", flush=True)
+        new_process, new_target = target.restart()
+        target.process, target.base, target.pid, target.auth = new_process, new_target.base, new_target.pid, \
+            new_target.auth
+        return {"requests": 0, "errors": max(1, (result or {}).get("errors", 0)), "duration_s": 0.0, "rps": None,
+                "latency_ms": {}, "ttfb_ms": None, "generator": None, "crashed": True}
+    return result
+
+
 def run_matrix(args, work: Path, targets: list[Target], use_wrk: bool) -> dict:
-    points = []
+    points, crashes = [], []
     loads = [load_average()]
     for latency_ms in args.latency:
         for stream in args.stream:
@@ -277,8 +304,9 @@ def run_matrix(args, work: Path, targets: list[Target], use_wrk: bool) -> dict:
                 for repeat in range(args.repeats):
                     shift = repeat % len(targets)
                     for target in targets[shift:] + targets[:shift]:
-                        runs[target.name].append(drive(target, work, latency_ms, stream, concurrency, args.duration,
-                                                       args.requests, use_wrk))
+                        where = {"latency_ms": latency_ms, "stream": stream, "concurrency": concurrency}
+                        runs[target.name].append(measure(target, crashes, where, work, latency_ms, stream,
+                                                         concurrency, args.duration, args.requests, use_wrk))
                 summary = summarise_point(runs)
                 points.append({"latency_ms": latency_ms, "stream": stream, "concurrency": concurrency,
                                "summary": summary, "runs": runs})
@@ -296,20 +324,21 @@ def run_matrix(args, work: Path, targets: list[Target], use_wrk: bool) -> dict:
             for repeat in range(args.repeats):
                 shift = repeat % len(open_targets)
                 for target in open_targets[shift:] + open_targets[:shift]:
-                    runs[target.name].append(drive(target, work, latency_ms, False, 0, args.duration, args.requests,
-                                                   use_wrk, rate=rate))
+                    where = {"latency_ms": latency_ms, "rate": rate}
+                    runs[target.name].append(measure(target, crashes, where, work, latency_ms, False, 0,
+                                                     args.duration, args.requests, use_wrk, rate=rate))
             open_points.append({"latency_ms": latency_ms, "rate": rate, "summary": summarise_point(runs),
                                 "runs": runs})
             loads.append(load_average())
             print(f"open loop {rate:g}/s: " + point_line({**open_points[-1], "stream": False, "concurrency": "-"}),
                   flush=True)
-    return {"points": points, "open_points": open_points, "load_average": loads}
+    return {"points": points, "open_points": open_points, "load_average": loads, "crashes": crashes}
 
 
 def point_line(point: dict) -> str:
     parts = [f"lat={point['latency_ms']}ms stream={point['stream']} c={point['concurrency']}:"]
     for name, figures in point["summary"].items():
-        parts.append(f"{name} {figures['rps']:.0f} req/s" + (f" ({figures['cores']:.2f} cores)" if figures.get(
+        parts.append(f"{name} {_f(figures['rps'])} req/s" + (f" ({figures['cores']:.2f} cores)" if figures.get(
             "cores") is not None else "") + (f" +{figures['added_p50_ms']:.2f} ms p50" if figures.get(
                 "added_p50_ms") is not None else ""))
     return "  ".join(parts)
@@ -438,6 +467,11 @@ def markdown(report: dict) -> str:
                          f"| {_f(g['rps'])} | {_f(g['cores'], '{:.2f}')} "
                          f"| {_f(g['added_p50_ms'], '{:.2f}')} / {_f(g['added_p99_ms'], '{:.2f}')} "
                          f"| {_f(r and r['added_p50_ms'], '{:.2f}')} / {_f(r and r['added_p99_ms'], '{:.2f}')} |")
+    for crash in report["matrix"].get("crashes", []):
+        where = ", ".join(f"{k} {v}" for k, v in crash.items() if k not in ("target", "exit_code", "log_tail"))
+        lines.append("")
+        lines.append(f"**{crash['target']} died** during a measurement ({where}; exit code {crash['exit_code']}): "
+                     "started again, that measurement counted as one failed request and no figures.")
     all_points = report["matrix"]["points"] + report["matrix"].get("open_points", [])
     errors = {name: sum(p["summary"][name]["errors"] for p in all_points if name in p["summary"])
               for name in report["matrix"]["points"][0]["summary"]} if report["matrix"]["points"] else {}
@@ -539,8 +573,12 @@ def main(argv: list[str] | None = None) -> dict:
                 processes.append(relay_process)
                 targets.append(relay)
             if use_litellm:
-                litellm_process, litellm = start_litellm(work, upstream_base, latencies, args.workers)
-                processes.append(litellm_process)
+                def restart_litellm() -> tuple[ServerProcess, Target]:
+                    started = start_litellm(work, upstream_base, latencies, args.workers)
+                    processes.append(started[0])
+                    return started
+                litellm_process, litellm = restart_litellm()
+                litellm.process, litellm.restart = litellm_process, restart_litellm
                 targets.append(litellm)
             # Warm-up: connection pools, caches, the key's first lookup; not measured.
             for target in targets[1:]:
