@@ -413,7 +413,7 @@ def test_a_served_call_leaves_nothing_for_the_cyclic_collector(timeline):
     gc.collect()
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
-        for body in (CHAT, STREAM):
+        for body in (CHAT, STREAM, b"not json", b'{"model": "no-such-model", "messages": []}'):   # answers, refusals
             call(application, "POST", "/v1/chat/completions", [*MASTER, ("content-type", "application/json")], body)
         gc.collect()
         left = {type(o).__name__ for o in gc.garbage}
@@ -421,4 +421,5 @@ def test_a_served_call_leaves_nothing_for_the_cyclic_collector(timeline):
         gc.set_debug(0)
         gc.garbage.clear()
 
-    assert not left & {"HotRequest", "RequestContext", "ProxyAnswer", "EventStream", "Principal"}, left
+    assert not left & {"HotRequest", "RequestContext", "ProxyAnswer", "EventStream", "Principal", "HttpResponse",
+                       "InvalidRequestError"}, left
