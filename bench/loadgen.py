@@ -118,15 +118,21 @@ class Load:
         self.issued += 1
         return raw
 
+    async def usable(self, conn: Connection | None) -> Connection:
+        """``conn`` when it can carry another request; else a new connection (``conn`` closed)."""
+        if conn is not None and conn.transport is not None and conn.keep_alive:
+            return conn
+        if conn is not None and conn.transport is not None:
+            conn.transport.close()
+        _, conn = await asyncio.get_running_loop().create_connection(Connection, self.host, self.port)
+        return conn
+
     async def client(self) -> None:
         loop = asyncio.get_running_loop()
         conn: Connection | None = None
         while (raw := self.next_request()) is not None:
             try:
-                if conn is None or conn.transport is None or not conn.keep_alive:
-                    if conn is not None and conn.transport is not None:
-                        conn.transport.close()
-                    _, conn = await loop.create_connection(Connection, self.host, self.port)
+                conn = await self.usable(conn)
                 exchange = conn.send(raw, loop)
                 ended = await exchange.done
             except (OSError, httptools.HttpParserError):
@@ -159,10 +165,8 @@ class Load:
         due = time.perf_counter()
 
         async def call(raw: bytes, arrived: float) -> None:
-            conn = idle.pop() if idle else None
             try:
-                if conn is None or conn.transport is None or not conn.keep_alive:
-                    _, conn = await loop.create_connection(Connection, self.host, self.port)
+                conn = await self.usable(idle.pop() if idle else None)
                 exchange = conn.send(raw, loop)
                 ended = await exchange.done
             except (OSError, httptools.HttpParserError):

@@ -181,11 +181,11 @@ def drive(target: Target, work: Path, latency_ms: int, stream: bool, concurrency
                 str(BENCH / "wrk.lua"), target.url(latency_ms)]
     else:
         env = dict(os.environ)
+        connections = concurrency if rate is None else OPEN_LOOP_CONNECTIONS
         args = [sys.executable, "-m", "bench.loadgen", "--url", target.url(latency_ms), "--body-file", str(body),
-                "--concurrency", str(concurrency)]
+                "--concurrency", str(connections)]
         args += ["--duration", str(duration)] if duration is not None else ["--requests", str(requests)]
         if rate is not None:
-            args[args.index("--concurrency") + 1] = str(OPEN_LOOP_CONNECTIONS)
             args += ["--rate", str(rate)]
         if target.auth:
             args += ["--header", f"authorization: Bearer {target.auth}"]
@@ -294,19 +294,26 @@ def measure(target: Target, crashes: list[dict], point: dict, *drive_args, **dri
     return result
 
 
+def interleaved(targets: list[Target], repeats: int, run_one: Callable[[Target], dict]) -> dict[str, list[dict]]:
+    """``run_one`` on each target in turn, ``repeats`` times, the order rotated on each repeat."""
+    runs: dict[str, list[dict]] = {t.name: [] for t in targets}
+    for repeat in range(repeats):
+        shift = repeat % len(targets)
+        for target in targets[shift:] + targets[:shift]:
+            runs[target.name].append(run_one(target))
+    return runs
+
+
 def run_matrix(args, work: Path, targets: list[Target], use_wrk: bool) -> dict:
     points, crashes = [], []
     loads = [load_average()]
     for latency_ms in args.latency:
         for stream in args.stream:
             for concurrency in args.concurrency:
-                runs: dict[str, list[dict]] = {t.name: [] for t in targets}
-                for repeat in range(args.repeats):
-                    shift = repeat % len(targets)
-                    for target in targets[shift:] + targets[:shift]:
-                        where = {"latency_ms": latency_ms, "stream": stream, "concurrency": concurrency}
-                        runs[target.name].append(measure(target, crashes, where, work, latency_ms, stream,
-                                                         concurrency, args.duration, args.requests, use_wrk))
+                where = {"latency_ms": latency_ms, "stream": stream, "concurrency": concurrency}
+                runs = interleaved(targets, args.repeats, lambda target: measure(
+                    target, crashes, where, work, latency_ms, stream, concurrency, args.duration, args.requests,
+                    use_wrk))
                 summary = summarise_point(runs)
                 points.append({"latency_ms": latency_ms, "stream": stream, "concurrency": concurrency,
                                "summary": summary, "runs": runs})
@@ -320,13 +327,9 @@ def run_matrix(args, work: Path, targets: list[Target], use_wrk: bool) -> dict:
     open_targets = [t for t in targets if t.name != "litellm"]
     for latency_ms in args.latency if args.rate else []:
         for rate in args.rate:
-            runs = {t.name: [] for t in open_targets}
-            for repeat in range(args.repeats):
-                shift = repeat % len(open_targets)
-                for target in open_targets[shift:] + open_targets[:shift]:
-                    where = {"latency_ms": latency_ms, "rate": rate}
-                    runs[target.name].append(measure(target, crashes, where, work, latency_ms, False, 0,
-                                                     args.duration, args.requests, use_wrk, rate=rate))
+            where = {"latency_ms": latency_ms, "rate": rate}
+            runs = interleaved(open_targets, args.repeats, lambda target: measure(
+                target, crashes, where, work, latency_ms, False, 0, args.duration, args.requests, use_wrk, rate=rate))
             open_points.append({"latency_ms": latency_ms, "rate": rate, "summary": summarise_point(runs),
                                 "runs": runs})
             loads.append(load_average())
@@ -458,8 +461,8 @@ def markdown(report: dict) -> str:
         lines.append("Open loop: Poisson arrivals at a fixed rate, non-streamed (the LiteLLM proxy is left out: one "
                      "worker of it cannot serve these rates).")
         lines.append("")
-        lines.append("| upstream latency | arrivals/s | mean in flight (gateway) | gateway req/s | gateway cores | gateway "
-                     "added p50 / p99 ms | bare relay added p50 / p99 ms |")
+        lines.append("| upstream latency | arrivals/s | mean in flight (gateway) | gateway req/s | gateway cores "
+                     "| gateway added p50 / p99 ms | bare relay added p50 / p99 ms |")
         lines.append("|" + "---|" * 7)
         for point in report["matrix"]["open_points"]:
             g, r = point["summary"]["gateway"], point["summary"].get("relay")

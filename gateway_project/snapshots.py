@@ -210,3 +210,25 @@ def bus() -> InvalidationBus:
 
         _bus = InvalidationBus(settings.REDIS_URL, settings.GATEWAY_REDIS_PREFIX)
     return _bus
+
+
+class Derived(Generic[V]):
+    """Values derived from snapshots (or from values derived from them), kept by the identity of their
+    sources: a snapshot never changes, and a changed row is a new snapshot, so an entry holds for as long as
+    its sources are the very same objects. An entry keeps its sources alive, so the ids in its key stay
+    theirs; past ``max_entries`` the table starts over."""
+
+    def __init__(self, max_entries: int) -> None:
+        self._max_entries = max_entries
+        self._entries: dict[tuple, tuple[tuple, V]] = {}
+
+    def get(self, sources: tuple, tag: str, make: Callable[[], V]) -> V:
+        key = (tag, *map(id, sources))
+        hit = self._entries.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], sources)):
+            return hit[1]
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()
+        value = make()
+        self._entries[key] = (sources, value)
+        return value

@@ -1,6 +1,6 @@
-"""The proxy's answers (``ProxyAnswer``, buffered JSON; ``proxy.pipeline.upstream.EventStream``, a relayed
-stream), whose own headers (``x-litellm-*``, a stream's cache directives) wait to become Django headers until
-something asks for the response's headers.
+"""The proxy's answers (``ProxyAnswer``, buffered JSON; ``EventStream``, a relayed stream), whose own headers
+(``x-litellm-*``, a stream's cache directives) wait to become Django headers until something asks for the
+response's headers.
 
 Django checks and stores each header as a response is made (``ResponseHeaders``): five to eight of them on
 every call, a few microseconds warm and some tens cold, for headers that only the server will read. Served
@@ -11,7 +11,7 @@ the answer is a Django response like any other.
 """
 from __future__ import annotations
 
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 
 
 class OwnHeaders:
@@ -57,8 +57,20 @@ class OwnHeaders:
 
 
 class ProxyAnswer(OwnHeaders, HttpResponse):
-    """A buffered JSON answer (a stream: proxy.pipeline.upstream.EventStream)."""
+    """A buffered JSON answer."""
 
     def __init__(self, content: bytes, own_headers: dict[str, str], *, status: int = 200) -> None:
         super().__init__(content, content_type="application/json", status=status)
+        self._keep_apart(own_headers)
+
+
+class EventStream(OwnHeaders, StreamingHttpResponse):
+    """A relayed stream (its content set by ``proxy.pipeline.upstream``). ``ended`` turns true as its last
+    part is handed out: what the relay does after it (closing the upstream, the call's books) need not hold
+    back the end of the answer (proxy.hotpath)."""
+
+    ended = False
+
+    def __init__(self, own_headers: dict[str, str]) -> None:
+        super().__init__(content_type="text/event-stream")
         self._keep_apart(own_headers)

@@ -133,9 +133,9 @@ class HotPathHandler(ASGIHandler):
 
     async def send_response(self, response, send, extra_headers=()) -> None:
         """Django's ``send_response`` for what the proxy's routes answer, in fewer steps: a buffered body in
-        one message whatever its size, with its ``content-length``; a stream's part marked as its last (``response.ended`` once handed
-        out: the stream's own work after it, such as its books, does not hold the end of the answer back)
-        leaves with the end of the body, in one write. No cookies are set on these routes. ``extra_headers``
+        one message whatever its size, with its ``content-length``; a stream's part marked as its last
+        (``response.ended`` once handed out: the stream's own work after it, such as its books, does not hold
+        the end of the answer back) leaves with the end of the body, in one write. No cookies are set on these routes. ``extra_headers``
         (encoded) follow the response's own."""
         if response.cookies:
             return await super().send_response(response, send)
@@ -343,10 +343,7 @@ class HotPathDispatch:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and self.enabled:
-            found = self._matches.get((scope.get("root_path", ""), scope["path"]), False)
-            if found is False:
-                match = self.match(scope)
-                found = self._matches[(scope.get("root_path", ""), scope["path"])] if match is not None else None
+            found = self.route(scope)
             if found is not None:
                 await self.handler.serve(found[0], scope, receive, send, found[1])
                 return
@@ -355,10 +352,15 @@ class HotPathDispatch:
     def match(self, scope) -> ResolverMatch | None:
         """The URL match when the path is a hot route and resolves, with the whole URLconf (so whatever
         comes first there still wins), to an async view of the proxy's API; None otherwise."""
+        found = self.route(scope)
+        return found[0] if found is not None else None
+
+    def route(self, scope) -> tuple[ResolverMatch, dict] | None:
+        """(``match``, its ``direct_operations``), worked out once per path."""
         key = (scope.get("root_path", ""), scope["path"])
         found = self._matches.get(key, False)
         if found is not False:
-            return found[0] if found is not None else None
+            return found
         prefix = get_script_prefix(scope)
         path_info = key[1].removeprefix(prefix) if prefix else key[1]
         found = None
@@ -372,8 +374,8 @@ class HotPathDispatch:
                 found = resolved
         if len(self._matches) >= MAX_CACHED_PATHS:  # paths naming a model are the caller's to vary
             self._matches.clear()
-        self._matches[key] = (found, direct_operations(found.func)) if found is not None else None
-        return found
+        route = self._matches[key] = (found, direct_operations(found.func)) if found is not None else None
+        return route
 
 
 def direct_operations(view) -> dict[str, tuple]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from gateway_project.errors import BudgetExceededError, RateLimitError, ServiceUnavailableError
+from gateway_project.snapshots import Derived
 from spend.counters import NANO, Bucket, BudgetLine, CounterStore, CountersUnavailable, to_nano
 from spend.prices import Price
 from teams.cache import Limits
@@ -116,21 +117,14 @@ def _plan(levels: tuple[Level, ...], model_group: str) -> Plan:
         budgeted=budgeted)
 
 
-_PLANS: dict[tuple, Plan] = {}
-MAX_PLANS = 4096
+_PLANS: Derived[Plan] = Derived(max_entries=4096)
 
 
 def plan_for(levels: list[Level], model_group: str) -> Plan:
-    """The plan of these levels, from the cache when they are the very objects it was made of (levels are
-    immutable, and a record's change makes new ones); made and kept otherwise."""
-    key = (model_group, *map(id, levels))
-    plan = _PLANS.get(key)
-    if plan is not None and all(a is b for a, b in zip(plan.levels, levels)):
-        return plan
-    if len(_PLANS) >= MAX_PLANS:
-        _PLANS.clear()
-    plan = _PLANS[key] = _plan(tuple(levels), model_group)  # holds the levels: their ids stay theirs
-    return plan
+    """The plan of these levels, made once for the very level objects (levels are immutable, and a record's
+    change makes new ones)."""
+    sources = tuple(levels)
+    return _PLANS.get(sources, model_group, lambda: _plan(sources, model_group))
 
 
 async def admit(store: CounterStore, levels: list[Level], call: CallShape, *, fail_open: bool = False) -> Admission:

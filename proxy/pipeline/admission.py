@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway_project.errors import InvalidRequestError
+from gateway_project.snapshots import Derived
 from keys.cache import KeyRecord
 from proxy.pipeline.context import RequestContext
 from proxy.runtime import get_runtime
@@ -33,22 +34,13 @@ def _customer_level(customer: CustomerRecord, model_group: str) -> Level:
     return Level(kind="customer", ident=customer.user_id, label=customer.user_id, limits=customer.limits)
 
 
-# (record's id, model group) → (record, its level): records are immutable snapshots from the caches, so a
-# level is made once per record, and the same level objects let spend.budgets reuse its plan of counters.
-_LEVELS: dict[tuple[int, str], tuple[Any, Level]] = {}
-MAX_LEVELS = 8192
+# A level is made once per record (records are immutable snapshots from the caches), and the same level
+# objects let spend.budgets reuse its plan of counters.
+_LEVELS: Derived[Level] = Derived(max_entries=8192)
 
 
 def _level(make: Callable[[Any, str], Level], record: Any, model_group: str) -> Level:
-    key = (id(record), model_group)
-    hit = _LEVELS.get(key)
-    if hit is not None and hit[0] is record:
-        return hit[1]
-    if len(_LEVELS) >= MAX_LEVELS:
-        _LEVELS.clear()
-    level = make(record, model_group)
-    _LEVELS[key] = (record, level)   # holds the record: its id stays its own while the entry lives
-    return level
+    return _LEVELS.get((record,), model_group, lambda: make(record, model_group))
 
 
 async def _levels(ctx: RequestContext) -> list[Level]:

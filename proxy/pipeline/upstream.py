@@ -12,8 +12,8 @@ import orjson
 from django.http import HttpResponse, StreamingHttpResponse
 
 from gateway_project import draining
-from proxy.answer import OwnHeaders, ProxyAnswer
 from gateway_project.errors import GatewayError, UpstreamError
+from proxy.answer import EventStream, ProxyAnswer
 from proxy.pipeline import guardrails
 from proxy.pipeline.attempts import call_upstream
 from proxy.pipeline.admission import settle_call
@@ -88,18 +88,6 @@ async def respond_stream(ctx: RequestContext) -> StreamingHttpResponse:
     response = EventStream({**_headers(ctx), "cache-control": "no-cache", "x-accel-buffering": "no"})
     response.streaming_content = _relay(ctx, response, bursts, first, wants_usage)
     return response
-
-
-class EventStream(OwnHeaders, StreamingHttpResponse):
-    """A relayed stream (its own headers kept apart as a ``ProxyAnswer``'s). ``ended`` turns true as its last
-    part is handed out: what the relay does after it (closing the upstream, the call's books) need not hold
-    back the end of the answer (proxy.hotpath)."""
-
-    ended = False
-
-    def __init__(self, own_headers: dict[str, str]) -> None:
-        super().__init__(content_type="text/event-stream")
-        self._keep_apart(own_headers)
 
 
 def _observe(ctx: RequestContext, chunk: dict) -> int:
