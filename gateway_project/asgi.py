@@ -3,7 +3,8 @@
 OpenAI routes (``proxy/hotpath.py``), and the admin's static files."""
 from __future__ import annotations
 
-import gc
+import asyncio
+import contextlib
 import logging
 import os
 
@@ -12,13 +13,12 @@ from gateway_project.bootstrap import prepare_environment
 prepare_environment()  # USE_AWS_KMS decryption, before settings (a no-op when manage.py did it)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
 
-from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_application = get_asgi_application()
 
-from gateway_project import draining  # noqa: E402
+from gateway_project import draining, heap  # noqa: E402
 from proxy import runtime  # noqa: E402  (after Django is set up)
 from proxy.api import api as proxy_api  # noqa: E402
 from proxy.hotpath import HotPathDispatch  # noqa: E402
@@ -42,6 +42,7 @@ class LifespanApp:
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
+        heap_keeper = None
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -50,7 +51,8 @@ class LifespanApp:
                 except Exception as exc:  # start-up must fail loudly, not half-start
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
-                freeze_startup_heap()
+                heap.freeze_startup_heap()
+                heap_keeper = asyncio.create_task(heap.keep_imports_frozen())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if left := await draining.cancel_running(self.DRAIN_SECONDS):
@@ -62,18 +64,12 @@ class LifespanApp:
                     logger.error("shutdown: %d requests still unwinding; their spend rows may be missing",
                                  self.limiter.in_flight)
                 await runtime.shutdown()
+                if heap_keeper is not None:
+                    heap_keeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await heap_keeper
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-def freeze_startup_heap() -> None:
-    """What start-up built (Django, the URLconf, the config, the runtime, caches) lives as long as the worker:
-    collect once, then freeze it (``gc.freeze``), so that the collector's full collections no longer walk it
-    on the event loop; they scan only what requests made since. ``GATEWAY_GC_FREEZE=false`` leaves the
-    collector as Python sets it up."""
-    if settings.GATEWAY_GC_FREEZE:
-        gc.collect()
-        gc.freeze()
 
 
 # The proxy's OpenAI routes skip Django's middleware stack and request signals (proxy/hotpath.py,

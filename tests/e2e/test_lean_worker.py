@@ -3,7 +3,8 @@ serving proxy calls never imports Celery, the management API's DRF views, SSO or
 managers' or guardrails' SDKs, Redis, websockets or the migrations it applied at start; a management call still works, loading its part then.
 
 The gateway is the real `manage.py gateway` (one worker, so this process serves), started through a small
-wrapper that writes the names in ``sys.modules`` to a file when sent SIGUSR1. No sizes are asserted."""
+wrapper that writes the names in ``sys.modules`` to a file when sent SIGUSR1, with those whose module
+dictionary the garbage collector still walks (not frozen: gateway_project/heap.py). No sizes are asserted."""
 from __future__ import annotations
 
 import json
@@ -21,13 +22,17 @@ pytestmark = pytest.mark.e2e
 
 # argv: <dump file prefix> <manage.py arguments...>; each SIGUSR1 writes <prefix>-<n>.json.
 WRAPPER = """
-import json, runpy, signal, sys
+import gc, json, runpy, signal, sys
 prefix = sys.argv.pop(1)
 dumps = [0]
 def dump(signum, frame):
     dumps[0] += 1
+    walked = {id(obj) for obj in gc.get_objects() if type(obj) is dict}
+    modules = dict(sys.modules)
     with open(f"{prefix}-{dumps[0]}.json.tmp", "w") as f:
-        json.dump(sorted(sys.modules), f)
+        json.dump({"loaded": sorted(modules),
+                   "walked": sorted(name for name, module in modules.items()
+                                    if id(getattr(module, "__dict__", None)) in walked)}, f)
     import os
     os.replace(f"{prefix}-{dumps[0]}.json.tmp", f"{prefix}-{dumps[0]}.json")
 signal.signal(signal.SIGUSR1, dump)
@@ -72,11 +77,20 @@ def test_a_proxy_worker_with_the_demo_config_loads_no_unused_sdk_and_the_managem
                             "--workers", "1", "--migrate", "--log-level", "warning"],
                            log_dir=e2e_dir, name="lean-worker", env=env, cwd=ROOT)
 
-    def loaded_modules(n: int) -> set[str]:
+    dumps = iter(range(1, 1000))
+
+    def modules() -> dict[str, set[str]]:
         os.kill(server.pid, signal.SIGUSR1)
-        path = tmp_path / f"modules-{n}.json"
+        path = tmp_path / f"modules-{next(dumps)}.json"
         wait_for(path.exists)
-        return set(json.loads(path.read_text()))
+        return {name: set(names) for name, names in json.loads(path.read_text()).items()}
+
+    def loaded_modules() -> set[str]:
+        return modules()["loaded"]
+
+    def all_modules_frozen() -> bool:
+        """Every module's dictionary out of the full collections' sight (frozen at start-up, or once loaded)."""
+        return not modules()["walked"]
 
     headers = {"Authorization": f"Bearer {MASTER_KEY}"}
     body = {"model": "fake-openai-endpoint", "messages": [{"role": "user", "content": "hi"}]}
@@ -87,16 +101,18 @@ def test_a_proxy_worker_with_the_demo_config_loads_no_unused_sdk_and_the_managem
             assert client.post("/v1/chat/completions", json={**body, "stream": True}).status_code == 200
             assert client.get("/v1/models").status_code == 200
 
-            at_start = loaded_modules(1)
+            at_start = loaded_modules()
             assert "proxy.hotpath" in at_start and "httpx2" in at_start  # the dump sees the serving process
             unexpected = {name: why for name, why in NOT_AT_START.items() if name in at_start}
             assert not unexpected, f"loaded by a proxy worker without being configured: {unexpected}"
+            wait_for(all_modules_frozen)
 
             # The management API still answers from the same process, loading DRF on this first call.
             generated = client.post("/key/generate", json={"key_alias": "lean"})
             assert generated.status_code == 200, generated.text
             assert client.get("/key/info", params={"key": generated.json()["key"]}).status_code == 200
-            assert "rest_framework.serializers" in loaded_modules(2)
+            assert "rest_framework.serializers" in loaded_modules()
+            wait_for(all_modules_frozen)   # frozen once loaded: full collections do not walk DRF from now on
             assert client.get("/admin/login/").status_code == 200
         assert server.returncode == 0
     finally:

@@ -1,18 +1,25 @@
-"""A worker freezes what start-up built (gateway_project.asgi.freeze_startup_heap): the garbage collector's
-full collections then walk only what requests made since, not Django and the runtime every time."""
+"""A worker freezes what start-up built (gateway_project.heap): the garbage collector's full collections then
+walk only what requests made since, not Django and the runtime every time; what the first requests would
+import is imported before the freeze, and modules loaded on first use later are frozen once loaded."""
 from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from gateway_project import asgi
+from gateway_project import asgi, heap
 
 
 @pytest.fixture
-def unfrozen():
+def unfrozen(monkeypatch):
     gc.unfreeze()
+    monkeypatch.setattr(heap, "_modules_at_freeze", None)
     yield
     gc.unfreeze()   # the test process's heap is not a worker's
 
@@ -20,7 +27,7 @@ def unfrozen():
 def test_start_up_leaves_what_it_built_frozen(unfrozen, settings):
     built_at_start = {"config": [object()]}
 
-    asgi.freeze_startup_heap()
+    heap.freeze_startup_heap()
 
     assert gc.get_freeze_count() > 0
     assert not any(obj is built_at_start for obj in gc.get_objects())   # no collection walks it any more
@@ -29,7 +36,7 @@ def test_start_up_leaves_what_it_built_frozen(unfrozen, settings):
 def test_gateway_gc_freeze_false_leaves_the_collector_as_it_is(unfrozen, settings):
     settings.GATEWAY_GC_FREEZE = False
 
-    asgi.freeze_startup_heap()
+    heap.freeze_startup_heap()
 
     assert gc.get_freeze_count() == 0
 
@@ -58,3 +65,91 @@ def test_the_lifespans_start_up_freezes_once_the_runtime_is_up(unfrozen, monkeyp
         asyncio.run(asgi.LifespanApp(None)({"type": "lifespan"}, receive, send))
 
     assert order == [("runtime up", False), ("lifespan.startup.complete", True)]
+
+
+def _module_made_after_the_freeze(tmp_path, monkeypatch, name: str):
+    (tmp_path / f"{name}.py").write_text("MARKER = {'made': [1]}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    monkeypatch.setitem(sys.modules, name, module)   # removed again after the test
+    return module
+
+
+def walked(obj) -> bool:
+    """Whether the collector's full collections walk ``obj`` (it is tracked and not frozen)."""
+    return any(candidate is obj for candidate in gc.get_objects())
+
+
+def test_modules_imported_after_the_freeze_are_frozen_once_loaded(unfrozen, settings, tmp_path, monkeypatch):
+    heap.freeze_startup_heap()
+    module = _module_made_after_the_freeze(tmp_path, monkeypatch, "heap_first_use_module")
+    assert walked(module.MARKER)
+
+    assert heap.refreeze_after_imports() is True
+
+    assert not walked(module.MARKER)
+    assert heap.refreeze_after_imports() is False   # nothing new: no second collection
+
+
+def test_no_refreeze_with_gateway_gc_freeze_false(unfrozen, settings, tmp_path, monkeypatch):
+    settings.GATEWAY_GC_FREEZE = False
+    heap.freeze_startup_heap()
+    module = _module_made_after_the_freeze(tmp_path, monkeypatch, "heap_unfrozen_module")
+
+    assert heap.refreeze_after_imports() is False
+    assert walked(module.MARKER) and gc.get_freeze_count() == 0
+
+
+def test_the_keeper_refreezes_once_the_imports_have_settled(unfrozen, settings, tmp_path, monkeypatch):
+    heap.freeze_startup_heap()
+    collections = []
+
+    def walks_every_frozen_object():
+        raise AssertionError("gc.get_freeze_count() walks the frozen objects: ~10 ms on the event loop")
+
+    monkeypatch.setattr(gc, "get_freeze_count", walks_every_frozen_object)
+
+    def count(phase, info):
+        if phase == "stop" and info["generation"] == 2:
+            collections.append(info)
+
+    async def scenario():
+        keeper = asyncio.create_task(heap.keep_imports_frozen(every=0.01))
+        await asyncio.sleep(0.05)
+        assert not collections   # no imports: the looks collect nothing
+        module = _module_made_after_the_freeze(tmp_path, monkeypatch, "heap_keeper_module")
+        for _ in range(500):
+            if not walked(module.MARKER):
+                break
+            await asyncio.sleep(0.01)
+        keeper.cancel()
+        return module
+
+    gc.callbacks.append(count)
+    try:
+        module = asyncio.run(scenario())
+    finally:
+        gc.callbacks.remove(count)
+    assert not walked(module.MARKER)
+    assert len(collections) == 1
+
+
+def test_what_the_first_requests_import_is_imported_before_the_freeze():
+    """The URLconf (not its lazy includes: a proxy-only worker stays without DRF) and the SQL compiler."""
+    code = """
+import sys, django
+django.setup()
+from gateway_project import heap
+heap.freeze_startup_heap()
+before = set(sys.modules)
+from django.urls import resolve
+from keys.models import VirtualKey
+resolve("/v1/chat/completions"); resolve("/health/liveliness")
+str(VirtualKey.objects.filter(key_alias="x").query)
+print(sorted(set(sys.modules) - before), "rest_framework.serializers" in sys.modules)
+"""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "gateway_project.settings"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]", "False"]
