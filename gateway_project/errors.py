@@ -127,3 +127,14 @@ def error_body(message: str, *, status: int, type: str | None, param: str | None
 
 def error_json(exc: GatewayError) -> bytes:
     return orjson.dumps(exc.body())
+
+
+def forget_frames(exc: BaseException) -> None:
+    """Once an error is answered (and logged), drop its tracebacks and those of the errors it chains: their
+    frames hold the call's context, which holds the error (``ctx.error``), a reference cycle that only the
+    cyclic collector would free, adding to the full collections that pause the event loop."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__

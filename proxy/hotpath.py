@@ -199,9 +199,8 @@ class HotPathHandler(ASGIHandler):
                         view, api = operation
                         try:
                             response = await view(request, **match.kwargs)
-                        except Exception as exc:
+                        except Exception as exc:   # the API's handlers answer it (and forget its frames)
                             response = api.on_exception(request, exc)
-                            _forget_frames(exc)
                 finally:
                     served(token)
         except Exception:  # ninja renders the view's own errors; this is a bug in the dispatch itself
@@ -302,16 +301,6 @@ def _http_headers(headers: dict[str, str]) -> HttpHeaders:
     mapping = HttpHeaders.__new__(HttpHeaders)
     CaseInsensitiveMapping.__init__(mapping, {_title(name): value for name, value in headers.items()})
     return mapping
-
-
-def _forget_frames(exc: BaseException) -> None:
-    """Once an error is answered (and logged), its tracebacks go: their frames hold the call's context, which
-    holds the error (``ctx.error``), a cycle that only the cyclic collector would free."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        exc.__traceback__ = None
-        exc = exc.__cause__ or exc.__context__
 
 
 def _close(response) -> None:

@@ -423,3 +423,26 @@ def test_a_served_call_leaves_nothing_for_the_cyclic_collector(timeline):
 
     assert not left & {"HotRequest", "RequestContext", "ProxyAnswer", "EventStream", "Principal", "HttpResponse",
                        "InvalidRequestError"}, left
+
+
+def test_a_refusal_through_ninjas_own_view_leaves_no_error_for_the_cyclic_collector(timeline):
+    """With the hot-path dispatch off (Django's handler, ninja's view), an answered error's traceback held the
+    frames that hold the call's context, which holds the error: the API's handlers now forget the frames."""
+    import gc
+
+    headers = [*MASTER, ("content-type", "application/json")]
+    call(django_application, "POST", "/v1/chat/completions", headers, b"not json")   # warm up
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for body in (b"not json", b'{"model": "no-such-model", "messages": []}'):
+            status, _, _ = call(django_application, "POST", "/v1/chat/completions", headers, body)
+            assert status in (400, 404)
+        gc.collect()
+        left = {type(o).__name__ for o in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+    # (Django's own handler leaves a cycle per call through its disconnect listener's RequestAborted.)
+    assert not left & {"RequestContext", "InvalidRequestError", "BadRequestError", "NotFoundError"}, sorted(left)
