@@ -48,10 +48,10 @@ class LifespanApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await runtime.startup()
+                    heap.freeze_startup_heap()   # imports the URLconf: a broken one fails the start, not a request
                 except Exception as exc:  # start-up must fail loudly, not half-start
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
-                heap.freeze_startup_heap()
                 heap_keeper = asyncio.create_task(heap.keep_imports_frozen())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":

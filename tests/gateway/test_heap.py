@@ -153,3 +153,25 @@ print(sorted(set(sys.modules) - before), "rest_framework.serializers" in sys.mod
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["[]", "False"]
+
+
+def test_a_urlconf_that_does_not_import_fails_the_start_up_not_a_request(unfrozen, monkeypatch):
+    async def startup():
+        pass
+
+    def broken():
+        raise ImportError("No module named 'keys.api.missing'")
+
+    monkeypatch.setattr(asgi.runtime, "startup", startup)
+    monkeypatch.setattr(heap, "load_what_requests_would", broken)
+    messages, sent = [{"type": "lifespan.startup"}], []
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(asgi.LifespanApp(None)({"type": "lifespan"}, receive, send))
+
+    assert sent == [{"type": "lifespan.startup.failed", "message": "No module named 'keys.api.missing'"}]
