@@ -13,10 +13,37 @@ from gateway_project.bootstrap import prepare_environment
 prepare_environment()  # USE_AWS_KMS decryption, before settings (a no-op when manage.py did it)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
 
+import django  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
-from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.exceptions import RequestAborted  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
-django_application = get_asgi_application()
+
+class EndsQuietly:
+    """Django's ASGI handler listens for the client's disconnect beside the view, and the server says
+    ``http.disconnect`` once the answer is sent (uvicorn does, on every request). Django's listener then raises
+    ``RequestAborted``, which the handler takes from the task and drops; taken that way its traceback holds the
+    handler's frame, which holds the task, which holds the error: a reference cycle per request that kept the
+    whole request and answer (its body too) until the cyclic collector came by. Here the listener just returns:
+    the handler treats a finished listener as before (a view still running is cancelled)."""
+
+    async def listen_for_disconnect(self, receive):
+        try:
+            await super().listen_for_disconnect(receive)
+        except RequestAborted:
+            return
+
+
+class DjangoHandler(EndsQuietly, ASGIHandler):
+    """``get_asgi_application()``'s handler, ending quietly."""
+
+
+class StaticFilesHandler(EndsQuietly, ASGIStaticFilesHandler):
+    """The admin's static files (``ASGIStaticFilesHandler``), ending quietly."""
+
+
+django.setup(set_prefix=False)   # as get_asgi_application() does
+django_application = DjangoHandler()
 
 from gateway_project import draining, heap  # noqa: E402
 from proxy import runtime  # noqa: E402  (after Django is set up)
@@ -74,6 +101,6 @@ class LifespanApp:
 
 # The proxy's OpenAI routes skip Django's middleware stack and request signals (proxy/hotpath.py,
 # docs/proxy.md "How a request is served"); everything else is Django's.
-_limiter = ConcurrencyLimit(RequestSizeLimit(HotPathDispatch(ASGIStaticFilesHandler(django_application),
+_limiter = ConcurrencyLimit(RequestSizeLimit(HotPathDispatch(StaticFilesHandler(django_application),
                                                              namespace=proxy_api.urls_namespace)))
 application = LifespanApp(_limiter, limiter=_limiter)
