@@ -12,8 +12,8 @@ would otherwise grow what they walk, for the rest of the worker's life:
   and freezes again (``keep_imports_frozen``).
 
 Measured on the bench machine (docs/performance.md "What a full collection walks"): a worker that had
-served one management call walked 12,000–22,000 objects per full collection (5–21 ms), against 2,600–2,900
-with both in place (2–5 ms). ``GATEWAY_GC_FREEZE=false`` leaves the collector as Python sets it up.
+served one management call walked 12,000–25,000 objects per full collection (5–22 ms), against 450–2,400
+with both in place (3–7 ms). ``GATEWAY_GC_FREEZE=false`` leaves the collector as Python sets it up.
 """
 from __future__ import annotations
 
