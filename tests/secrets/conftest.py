@@ -157,7 +157,8 @@ def azure_vault(tmp_path_factory) -> Iterator[AzureVault]:
     cert, key = self_signed_certificate(work)
     port, identity_header = free_port(), secrets.token_urlsafe(12)
     server = ServerProcess([sys.executable, "-m", "tests.servers.fake_azure_key_vault", "--port", str(port),
-                            "--certfile", str(cert), "--keyfile", str(key), "--identity-header", identity_header],
+                            # "=": a random value may begin with "-", which argparse would take for an option
+                            "--certfile", str(cert), "--keyfile", str(key), f"--identity-header={identity_header}"],
                            log_dir=work, name="azure-key-vault", cwd=ROOT)
     with server:
         server.wait_until_ready(port)
