@@ -170,6 +170,51 @@ def _plain_call(base_url: str, timeout: float = 30) -> int | str:
         return "no answer"
 
 
+def _exchange(sock, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 request on ``sock`` and its answer (a content-length body), read as a client would."""
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        part = sock.recv(65536)
+        assert part, f"the connection was closed before an answer (got {data!r})"
+        data += part
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    while len(body) < int(headers["content-length"]):
+        part = sock.recv(65536)
+        assert part, "the connection was closed in the middle of an answer"
+        body += part
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_a_request_on_an_idle_keep_alive_connection_as_the_worker_stops_is_served_not_reset(e2e_dir, stand_in):
+    """A client reusing a keep-alive connection just as the worker starts to shut down (SIGTERM, or a SIGHUP
+    reload replacing it) had its request reset: uvicorn closed idle connections at once. The request is
+    served now, with Connection: close (proxy/server.py)."""
+    import socket
+
+    stand_in.behave(delay_ms=0)
+    body = json.dumps({"model": "slow", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    with launch_gateway(e2e_dir, config(stand_in), name="graceful-idle") as gw:
+        host, port = gw.base_url.removeprefix("http://").split(":")
+        request = (f"POST /chat/completions HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {MASTER_KEY}\r\n"
+                   f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            status, headers, _ = _exchange(sock, request)
+            assert status == 200 and headers.get("connection") != "close"   # kept alive, now idle
+            os.kill(gw.process.pid, signal.SIGTERM)
+            wait_for(lambda: "Shutting down" in gw.process.log_path.read_text())
+
+            status, headers, answer = _exchange(sock, request)   # the next call, on the same connection
+
+            assert status == 200 and json.loads(answer)["choices"]
+            assert headers["connection"] == "close"
+            assert sock.recv(1) == b""   # and then closed by the gateway
+        wait_for(lambda: gw.process.returncode is not None, timeout=30)
+        assert gw.process.returncode == 0
+
+
 @pytest.mark.deployment
 def test_sighup_reloads_the_config_replacing_workers_one_by_one(e2e_dir, stand_in):
     stand_in.behave(delay_ms=50)
@@ -185,9 +230,14 @@ def test_sighup_reloads_the_config_replacing_workers_one_by_one(e2e_dir, stand_i
         def load() -> None:
             with httpx2.Client(base_url=gw.base_url, timeout=30, trust_env=False) as http:
                 while not stop.is_set():
-                    statuses.append(http.post("/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"},
-                                              json={"model": "slow", "messages": [{"role": "user", "content": "hi"}]}
-                                              ).status_code)
+                    try:
+                        statuses.append(http.post("/chat/completions",
+                                                  headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                                                  json={"model": "slow", "messages": [{"role": "user",
+                                                                                       "content": "hi"}]}
+                                                  ).status_code)
+                    except httpx2.TransportError as exc:   # e.g. a reset: counted, not a silently dead thread
+                        statuses.append(repr(exc))
 
         clients = [threading.Thread(target=load, daemon=True) for _ in range(3)]
         for client in clients:

@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from gateway_project.config import ConfigError, get_config, set_config
+from proxy.server import GracefulHttpToolsProtocol
 from spend import metrics
 
 
@@ -68,6 +69,9 @@ class Command(BaseCommand):
                         # does not format each request's client address and quoted path for nothing.
                         access_log=access_logged(options["log_level"]),
                         ws="none",  # no WebSocket routes: the websockets package is not loaded
+                        # httptools, with a shutdown that lets a request already sent on an idle keep-alive
+                        # connection in rather than resetting it (proxy/server.py)
+                        http=GracefulHttpToolsProtocol,
                         server_header=False, proxy_headers=False,
                         timeout_graceful_shutdown=settings.GATEWAY_GRACEFUL_TIMEOUT,
                         timeout_keep_alive=settings.GATEWAY_KEEPALIVE_TIMEOUT)
