@@ -65,7 +65,7 @@ def refreeze_after_imports() -> bool:
     their reference counts when the calls end, as ever; only a reference cycle among them would stay (a
     served call leaves none: tests/proxy/test_hotpath.py). It happens once per batch of first-use imports,
     a handful of times in a worker's life."""
-    if not settings.GATEWAY_GC_FREEZE or _modules_at_freeze is None or len(sys.modules) <= _modules_at_freeze:
+    if _modules_at_freeze is None or len(sys.modules) <= _modules_at_freeze:   # not frozen, or nothing new
         return False
     loaded = len(sys.modules) - _modules_at_freeze
     _collect_and_freeze()
@@ -76,7 +76,10 @@ def refreeze_after_imports() -> bool:
 async def keep_imports_frozen(every: float = LOOK_EVERY) -> None:
     """Run until cancelled: look at sys.modules every ``every`` seconds, and once it has grown and then
     stayed the same for one look (a first admin page or management call imports over several requests),
-    ``refreeze_after_imports``. A look is one ``len()``; the refreeze is one full collection."""
+    ``refreeze_after_imports``. A look is one ``len()``; the refreeze is one full collection. Returns at once
+    when start-up did not freeze (``GATEWAY_GC_FREEZE=false``)."""
+    if _modules_at_freeze is None:
+        return
     seen = len(sys.modules)
     while True:
         await asyncio.sleep(every)

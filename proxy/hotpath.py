@@ -135,8 +135,8 @@ class HotPathHandler(ASGIHandler):
         """Django's ``send_response`` for what the proxy's routes answer, in fewer steps: a buffered body in
         one message whatever its size, with its ``content-length``; a stream's part marked as its last
         (``response.ended`` once handed out: the stream's own work after it, such as its books, does not hold
-        the end of the answer back) leaves with the end of the body, in one write. No cookies are set on these routes. ``extra_headers``
-        (encoded) follow the response's own."""
+        the end of the answer back) leaves with the end of the body, in one write. No cookies are set on these
+        routes. ``extra_headers`` (encoded) follow the response's own."""
         if response.cookies:
             return await super().send_response(response, send)
         wire = response.wire_headers() if isinstance(response, OwnHeaders) else None
