@@ -119,9 +119,11 @@ PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR") or None
 # Seconds a cached key/team snapshot may be served before it is read again. A write invalidates the
 # entry at once in the process that made it; this bounds how stale any other worker can be.
 GATEWAY_CACHE_TTL = env_float("GATEWAY_CACHE_TTL", 5.0)
-# Spend rows are written in batches: at most this many seconds apart, or this many rows.
+# Spend rows are written in batches: at most this many seconds apart, or this many rows. Small batches keep
+# the writer thread's bursts short: its CPU is taken from the event loop (docs/performance.md, "The spend
+# writer and p99": 500-row batches stalled the loop 6-12 ms at 1,000 requests/s).
 GATEWAY_SPEND_FLUSH_INTERVAL = env_float("GATEWAY_SPEND_FLUSH_INTERVAL", 1.0)
-GATEWAY_SPEND_BATCH_SIZE = env_int("GATEWAY_SPEND_BATCH_SIZE", 500)
+GATEWAY_SPEND_BATCH_SIZE = env_int("GATEWAY_SPEND_BATCH_SIZE", 100)
 # With REDIS_URL, spend records pass through a Redis stream (docs/spend.md, "Nothing lost"): the buffer is
 # appended to it at most this many seconds apart; a dead consumer's unacknowledged entries are taken over
 # by another after this many seconds of silence.

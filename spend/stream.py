@@ -46,6 +46,7 @@ class NullJournal:
 
     interval = 0.0
     forwarding = False
+    holds_records = False   # a record ``append`` did not take is nowhere but in the writer's buffer
 
     def start(self, write: Write) -> None:
         pass
@@ -77,6 +78,9 @@ class RedisJournal:
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.interval = interval
         self.forwarding = True   # until an XADD says otherwise
+        # A hand-over that failed may have put some entries in the stream already: the records it gives
+        # back may be written by a consumer too, so the writer's own write of them looks for written ids.
+        self.holds_records = True
         self._url = url
         self._claim_idle_ms = int(claim_idle * 1000)
         self._batch_size = batch_size

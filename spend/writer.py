@@ -14,6 +14,7 @@ database directly, as without Redis.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -40,14 +41,23 @@ logger = logging.getLogger("gateway.spend")
 MAX_BUFFERED = 200_000
 
 
-def write_batch(records: list[SpendRecord]) -> int:
-    """Write ``records`` and add their spend to keys, teams, users and customers; return rows written."""
+def write_batch(records: list[SpendRecord], *, unseen: bool = False) -> int:
+    """Write ``records`` and add their spend to keys, teams, users and customers; return rows written.
+
+    A row whose call id is in the table already (a batch replayed from the stream or the disk spool, or
+    retried after a commit whose answer was lost) is skipped, found by one look-up of the batch's ids.
+    ``unseen=True`` says no row of the batch can be there: this process made them and never tried to write
+    them before (the batch writer's first attempt, without Redis); the look-up is left out, a third of a
+    small batch's cost (docs/performance.md, "The spend writer and p99")."""
     records = [_cleaned(r) for r in records]
     unique = list({r.call_id: r for r in records}.values())
     with transaction.atomic():
-        existing = set(SpendLog.objects.filter(call_id__in=[r.call_id for r in unique])
-                       .values_list("call_id", flat=True))
-        fresh = [r for r in unique if r.call_id not in existing]
+        if unseen:
+            fresh = unique
+        else:
+            existing = set(SpendLog.objects.filter(call_id__in=[r.call_id for r in unique])
+                           .values_list("call_id", flat=True))
+            fresh = [r for r in unique if r.call_id not in existing]
         if not fresh:
             return 0
         if connection.vendor == "postgresql":
@@ -90,13 +100,17 @@ def _copy_rows(records: list[SpendRecord]) -> None:
     """PostgreSQL: the rows in one COPY. A row is formatted by psycopg's C code, where ``bulk_create`` builds
     a model instance, prepares every value and quotes it in Python (client-side binding): about five times
     the writer's CPU per row, on a thread that shares the GIL with the event loop (docs/performance.md)."""
-    meta = SpendLog._meta
-    columns = ", ".join(connection.ops.quote_name(meta.get_field(name).column) for name in COPY_FIELDS)
-    statement = f"COPY {connection.ops.quote_name(meta.db_table)} ({columns}) FROM STDIN"
     with connection.cursor() as cursor, connection.wrap_database_errors:
-        with cursor.cursor.copy(statement) as copy:
+        with cursor.cursor.copy(_copy_statement()) as copy:
             for record in records:
                 copy.write_row(_copy_values(record))
+
+
+@functools.cache
+def _copy_statement() -> str:
+    meta, quote = SpendLog._meta, connection.ops.quote_name
+    columns = ", ".join(quote(meta.get_field(name).column) for name in COPY_FIELDS)
+    return f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"
 
 
 def _clean(value):
@@ -167,17 +181,17 @@ def _add_spend(records: list[SpendRecord]) -> None:
             Customer.objects.filter(user_id=user_id).update(spend=F("spend") + amount)
 
 
-def _write_on_writer_thread(records: list[SpendRecord]) -> int:
+def _write_on_writer_thread(records: list[SpendRecord], unseen: bool = False) -> int:
     # The writer thread lives as long as the process: drop a connection the database closed
     # (restart, idle timeout) before using it, as Django does around each request.
     close_old_connections()
-    return write_batch_isolating(records)
+    return write_batch_isolating(records, unseen=unseen)
 
 
-def write_batch_isolating(records: list[SpendRecord]) -> int:
+def write_batch_isolating(records: list[SpendRecord], *, unseen: bool = False) -> int:
     """``write_batch``, but a row the database refuses is set aside instead of failing its batch."""
     try:
-        return write_batch(records)
+        return write_batch(records, unseen=unseen)
     except (DataError, IntegrityError):
         # Something in the rows themselves: write them one by one so one bad row cannot hold back
         # the others; only a row that fails on its own is set aside (logged with its call id).
@@ -196,6 +210,9 @@ def _write_alone(record: SpendRecord) -> int:
 class SpendWriter:
     def __init__(self) -> None:
         self._buffer: list[SpendRecord] = []
+        # How many rows at the head of the buffer an earlier attempt may have written (a failed flush, an
+        # uncertain hand-over to the stream put them back there): written with the look-up for written ids.
+        self._uncertain = 0
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -209,6 +226,7 @@ class SpendWriter:
         if len(self._buffer) > MAX_BUFFERED:
             dropped = len(self._buffer) - MAX_BUFFERED
             del self._buffer[:dropped]
+            self._uncertain = max(0, self._uncertain - dropped)
             logger.error("spend buffer full: dropped the %d oldest unwritten spend rows", dropped)
         self._ensure_running()
         # To the stream at once (the loop batches what arrives while it waits); to the database in batches.
@@ -259,7 +277,7 @@ class SpendWriter:
             logger.exception("handing %d spend rows to the stream failed; they are written directly", len(batch))
         finally:   # a cancelled or failed hand-over keeps the batch
             if not taken:
-                self._buffer[:0] = batch
+                self._put_back(batch, uncertain=self.journal.holds_records)
 
     def start(self, journal: NullJournal | RedisJournal | None = None) -> None:
         """At server start: replay what an earlier process spooled to disk, and (with Redis) pass spend
@@ -286,12 +304,20 @@ class SpendWriter:
             batch = self._buffer[: min(settings.GATEWAY_SPEND_BATCH_SIZE, budget)]
             budget -= len(batch)
             del self._buffer[: len(batch)]
+            unseen = not self._uncertain and not self.journal.holds_records
+            self._uncertain = max(0, self._uncertain - len(batch))
             try:
-                await asyncio.get_running_loop().run_in_executor(self._executor, _write_on_writer_thread, batch)
+                await asyncio.get_running_loop().run_in_executor(self._executor, _write_on_writer_thread, batch,
+                                                                 unseen)
             except Exception:
                 logger.exception("writing %d spend rows failed; they stay buffered and are retried", len(batch))
-                self._buffer[:0] = batch
+                self._put_back(batch, uncertain=True)   # the commit may have happened, its answer lost
                 return
+
+    def _put_back(self, batch: list[SpendRecord], *, uncertain: bool) -> None:
+        self._buffer[:0] = batch
+        if uncertain:
+            self._uncertain += len(batch)
 
     async def stop(self) -> None:
         """Flush what is left and stop the background task (server shutdown).

@@ -10,6 +10,7 @@ from spend.records import SpendRecord
 from spend.writer import SpendWriter, write_batch
 from teams.models import Customer, Team
 from tests.factories import spend_record
+from tests.servers.process import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -147,3 +148,78 @@ def test_rows_arriving_during_a_periodic_flush_wait_for_the_next_batch(settings)
 
     assert (left_for_next_round, left_after_full) == (3, 0)
     assert SpendLog.objects.count() == 8
+
+
+def test_a_batch_known_to_be_unseen_is_written_without_looking_for_written_ids():
+    from django.test.utils import CaptureQueriesContext
+
+    records = [spend_record(), spend_record()]
+    with CaptureQueriesContext(connection) as queries:
+        assert write_batch(records, unseen=True) == 2
+
+    assert SpendLog.objects.count() == 2
+    assert not [q for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_writer_looks_for_written_ids_only_in_a_batch_an_earlier_attempt_may_have_written(monkeypatch):
+    from django.db import OperationalError
+
+    from spend import writer as writer_module
+
+    real, calls = writer_module._write_on_writer_thread, []
+
+    def lost_answer_once(records, unseen=False):
+        calls.append((len(records), unseen))
+        written = real(records, unseen)
+        if len(calls) == 1:   # committed, but the answer never came back
+            raise OperationalError("server closed the connection unexpectedly")
+        return written
+
+    monkeypatch.setattr(writer_module, "_write_on_writer_thread", lost_answer_once)
+    key, _ = key_generate(actor=None)
+    first, later = [spend_record(api_key=key.token, spend=0.5) for _ in range(2)], [spend_record(api_key=key.token)]
+
+    async def scenario() -> None:
+        writer = SpendWriter()
+        for record in first:
+            writer.add(record)
+        await writer.flush()            # written, reported failed: the rows stay buffered
+        for record in later:
+            writer.add(record)
+        await writer.flush()            # the two again with the new one: one batch, with the look-up
+        await writer.stop()
+        await asyncio.get_running_loop().run_in_executor(writer._executor, connections.close_all)
+
+    asyncio.run(scenario())
+
+    assert calls == [(2, True), (3, False)]
+    assert SpendLog.objects.count() == 3
+    key.refresh_from_db()
+    assert key.spend == pytest.approx(1.005)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_a_failed_hand_over_to_the_stream_gave_back_are_written_with_the_look_up(monkeypatch):
+    # A pipeline of XADDs that failed may have left some entries in the stream, which a consumer writes too.
+    from spend import writer as writer_module
+    from spend.stream import RedisJournal
+
+    real, calls = writer_module._write_on_writer_thread, []
+    monkeypatch.setattr(writer_module, "_write_on_writer_thread",
+                        lambda records, unseen=False: calls.append(unseen) or real(records, unseen))
+
+    async def scenario() -> None:
+        writer = SpendWriter()
+        writer.journal = RedisJournal(f"redis://127.0.0.1:{free_port()}/0", "spend-test", interval=0.005,
+                                      claim_idle=60, batch_size=100, flush_interval=1)
+        writer.add(spend_record())
+        await writer._forward()          # nobody listens there: the hand-over fails, the row comes back
+        assert writer.pending == 1
+        await writer.flush()
+        await asyncio.get_running_loop().run_in_executor(writer._executor, connections.close_all)
+
+    asyncio.run(scenario())
+
+    assert calls == [False]
+    assert SpendLog.objects.count() == 1
