@@ -3,9 +3,13 @@
 A hit costs a dict lookup and a clock read: no database query. A miss loads through one database
 read, coalesced so that a burst of requests for the same uncached key makes one query. Writes
 invalidate entries (``invalidate``) when their transaction commits; ``ttl`` bounds how stale an entry
-written by another process can be. While the database cannot be reached (down, restarting, failing
-over), an expired entry goes on being served, so known keys keep working through an outage; a miss
-then raises the database error, which the API renders as a 503.
+written by another process can be. An entry that expired less than one more ``ttl`` ago is served as it is
+while one read in the background replaces it, so a key in steady use is never read on a request's path
+(without it, one request per key and per ``ttl`` waited for the database: at concurrency 1 more than one in
+a hundred, docs/performance.md "Snapshots read behind the requests"); an entry expired longer ago, a
+negative one ("no such key") and an invalidated one are read before answering. While the database cannot be
+reached (down, restarting, failing over), an expired entry goes on being served, so known keys keep working
+through an outage; a miss then raises the database error, which the API renders as a 503.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ class SnapshotCache(Generic[V]):
         self._max_entries = max_entries
         self._entries: dict[str, tuple[float, V | None]] = {}
         self._loading: dict[str, asyncio.Future] = {}
+        self._refreshing: set[asyncio.Task] = set()   # reads behind the requests, held until they end
         # Bumped on every invalidation, so a load that raced a write does not cache the old row.
         self._generation = 0
 
@@ -43,13 +48,29 @@ class SnapshotCache(Generic[V]):
         if "\x00" in key:
             return None  # client-supplied; no stored id can hold a NUL byte (PostgreSQL refuses them)
         entry = self._entries.get(key, _MISSING)
-        if entry is not _MISSING and entry[0] > time.monotonic():  # type: ignore[index]
-            return entry[1]  # type: ignore[index]
+        if entry is not _MISSING:
+            expires, value = entry  # type: ignore[misc]
+            now = time.monotonic()
+            if expires > now:
+                return value
+            if value is not None and now < expires + self._ttl():   # recently expired: read behind, serve it
+                if key not in self._loading:
+                    task = asyncio.get_running_loop().create_task(self._load(key, entry, self._reading(key)))
+                    self._refreshing.add(task)
+                    task.add_done_callback(self._refreshed)
+                return value
         pending = self._loading.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
-        future = asyncio.get_running_loop().create_future()
-        self._loading[key] = future
+        return await self._load(key, entry, self._reading(key))
+
+    def _reading(self, key: str) -> asyncio.Future:
+        """Say that ``key`` is being read: callers arriving meanwhile wait for the read's future."""
+        future = self._loading[key] = asyncio.get_running_loop().create_future()
+        return future
+
+    async def _load(self, key: str, entry, future: asyncio.Future) -> V | None:
+        """Read ``key`` once and store what it found, unless it was invalidated meanwhile."""
         generation = self._generation
         try:
             try:
@@ -70,6 +91,11 @@ class SnapshotCache(Generic[V]):
             self._store(key, value)
         future.set_result(value)
         return value
+
+    def _refreshed(self, task: asyncio.Task) -> None:
+        self._refreshing.discard(task)
+        if not task.cancelled() and task.exception() is not None:   # the next request reads it again
+            logger.error("reading a %s snapshot behind the requests failed", self.name, exc_info=task.exception())
 
     def _stale(self, key: str, entry, generation: int, exc: Exception):
         """The database cannot be reached: the expired snapshot of ``key``, kept for another TTL (so the
