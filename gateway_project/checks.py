@@ -22,4 +22,8 @@ def check_config(app_configs, **kwargs):
         problems.append(Error("The master key must start with 'sk-'.", id="gateway.E002"))
     if not config.model_list:
         problems.append(Warning("config.yaml has an empty model_list: no model can be called.", id="gateway.W002"))
+    if config.general_settings.store_prompts_in_spend_logs:
+        problems.append(Warning(
+            "general_settings.store_prompts_in_spend_logs is not supported: the spend log keeps no prompts or "
+            "responses.", hint="Send them to a logging callback instead (docs/team-logging.md).", id="gateway.W003"))
     return problems

@@ -389,10 +389,12 @@ def journal_for(settings) -> NullJournal | RedisJournal:
     """The stream when REDIS_URL is set; otherwise nothing (the writer's buffer and disk spool)."""
     if not settings.REDIS_URL:
         return NullJournal()
+    from spend.writer import flush_interval   # the writer imports this module
+
     return RedisJournal(settings.REDIS_URL, stream_key(settings),
                         interval=settings.GATEWAY_SPEND_STREAM_INTERVAL,
                         claim_idle=settings.GATEWAY_SPEND_STREAM_CLAIM_IDLE,
                         batch_size=settings.GATEWAY_SPEND_BATCH_SIZE,
-                        flush_interval=settings.GATEWAY_SPEND_FLUSH_INTERVAL,
+                        flush_interval=flush_interval(),
                         checkpoint_interval=settings.GATEWAY_INFLIGHT_CHECKPOINT_INTERVAL,
                         inflight_timeout=settings.GATEWAY_INFLIGHT_TIMEOUT)

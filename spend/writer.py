@@ -1,10 +1,10 @@
 """The batch writer: spend rows leave the request path through here.
 
 ``add`` only appends to an in-memory buffer. A background task on the server's event loop flushes
-the buffer every ``GATEWAY_SPEND_FLUSH_INTERVAL`` seconds, or sooner once it holds
-``GATEWAY_SPEND_BATCH_SIZE`` rows, in one transaction on a dedicated thread (so the event loop never
-waits on the database). A failed flush keeps its rows and retries; a row already written (same
-request id) is never written twice.
+the buffer every ``flush_interval()`` seconds, or sooner once it holds ``GATEWAY_SPEND_BATCH_SIZE`` rows,
+in one transaction on a dedicated thread (so the event loop never waits on the database). A failed flush
+keeps its rows and retries; a row already written (same call id) is never written twice.
+``general_settings.disable_spend_logs`` keeps spend but writes no rows.
 
 With Redis (``spend.stream``) the buffer is not kept until the next database flush: every few
 milliseconds (``GATEWAY_SPEND_STREAM_INTERVAL``) it is appended to the spend-event stream, whose
@@ -26,6 +26,8 @@ import orjson
 from django.conf import settings
 from django.db import DataError, IntegrityError, close_old_connections, connection, transaction
 from django.db.models import F
+
+from gateway_project.config import get_config
 
 from keys.models import VirtualKey
 from spend.models import SpendLog, SpendLogTag
@@ -51,8 +53,9 @@ def write_batch(records: list[SpendRecord], *, unseen: bool = False) -> int:
     small batch's cost (docs/performance.md, "The spend writer and p99")."""
     records = [_cleaned(r) for r in records]
     unique = list({r.call_id: r for r in records}.values())
+    keep_rows = not get_config().general_settings.disable_spend_logs
     with transaction.atomic():
-        if unseen:
+        if unseen or not keep_rows:   # without rows there is nothing to look up
             fresh = unique
         else:
             existing = set(SpendLog.objects.filter(call_id__in=[r.call_id for r in unique])
@@ -60,18 +63,29 @@ def write_batch(records: list[SpendRecord], *, unseen: bool = False) -> int:
             fresh = [r for r in unique if r.call_id not in existing]
         if not fresh:
             return 0
-        if connection.vendor == "postgresql":
-            _copy_rows(fresh)
-        else:
-            SpendLog.objects.bulk_create([_row(r) for r in fresh])
-        SpendLogTag.objects.bulk_create([
-            SpendLogTag(spend_log_id=r.call_id, tag=tag[:255], spend=r.spend, start_time=r.start_time)
-            for r in fresh for tag in dict.fromkeys(r.request_tags)
-        ])
+        if keep_rows:
+            _write_rows(fresh)
         _add_spend(fresh)
         # Budget alerts read the committed spend, on the alerts thread: nothing more happens here.
         transaction.on_commit(lambda: alerts.spend_written(fresh))
     return len(fresh)
+
+
+def _write_rows(records: list[SpendRecord]) -> None:
+    if connection.vendor == "postgresql":
+        _copy_rows(records)
+    else:
+        SpendLog.objects.bulk_create([_row(r) for r in records])
+    SpendLogTag.objects.bulk_create([
+        SpendLogTag(spend_log_id=r.call_id, tag=tag[:255], spend=r.spend, start_time=r.start_time)
+        for r in records for tag in dict.fromkeys(r.request_tags)
+    ])
+
+
+def flush_interval() -> float:
+    """Seconds between batched writes: ``general_settings.proxy_batch_write_at``, else
+    ``GATEWAY_SPEND_FLUSH_INTERVAL``."""
+    return get_config().general_settings.proxy_batch_write_at or settings.GATEWAY_SPEND_FLUSH_INTERVAL
 
 
 # SpendLog's fields in the order COPY receives them: every concrete field of the model, since COPY applies
@@ -252,7 +266,7 @@ class SpendWriter:
         loop, spool_due = asyncio.get_running_loop(), 0.0
         while not self._stopping:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=settings.GATEWAY_SPEND_FLUSH_INTERVAL)
+                await asyncio.wait_for(self._wake.wait(), timeout=flush_interval())
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
@@ -261,7 +275,7 @@ class SpendWriter:
                 await self.flush(until_empty=False)
                 continue
             if self._spool_pending and loop.time() >= spool_due:   # at the database's pace, not the stream's
-                spool_due = loop.time() + settings.GATEWAY_SPEND_FLUSH_INTERVAL
+                spool_due = loop.time() + flush_interval()
                 await self._replay_spool()
             await asyncio.sleep(self.journal.interval)   # bounds XADD round trips; records gather meanwhile
 

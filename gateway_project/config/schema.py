@@ -257,8 +257,14 @@ def _pass_through_paths(entries: tuple[PassThroughEndpoint, ...]) -> tuple[PassT
 class GeneralSettings(_Frozen):
     master_key: str | None = None
     database_url: str | None = None
+    # Seconds between batched spend writes (GATEWAY_SPEND_FLUSH_INTERVAL when unset).
     proxy_batch_write_at: float | None = Field(default=None, gt=0)
+    # No spend-log rows; spend is still added to keys, teams, users and customers (docs/spend.md).
     disable_spend_logs: bool = False
+    # The caller's IP is not kept in spend-log rows, their metadata or callbacks' events.
+    disable_requester_ip_address_logging: bool = False
+    # Accepted for LiteLLM configs; prompts are not stored in the spend log (check gateway.W003).
+    store_prompts_in_spend_logs: bool = False
     public_routes: tuple[str, ...] = ()
     admin_only_routes: tuple[str, ...] = ()
     allowed_routes: tuple[str, ...] = ()

@@ -28,6 +28,12 @@ def price_call(ctx: RequestContext) -> None:
     ctx.spend = value or 0.0
 
 
+def _requester_ip(ctx: RequestContext) -> str | None:
+    """The caller's IP as the spend log keeps it: not at all with general_settings'
+    ``disable_requester_ip_address_logging``."""
+    return None if get_runtime().config.general_settings.disable_requester_ip_address_logging else ctx.requester_ip
+
+
 def _metadata(ctx: RequestContext) -> dict:
     principal = ctx.principal
     team = principal.team
@@ -38,7 +44,7 @@ def _metadata(ctx: RequestContext) -> dict:
         "user_api_key_user_id": principal.user_id,
         "user_api_key_team_alias": team.team_alias if team else None,
         "spend_logs_metadata": ctx.spend_logs_metadata or None,
-        "requester_ip_address": ctx.requester_ip,
+        "requester_ip_address": _requester_ip(ctx),
         "user_agent": ctx.request.headers.get("user-agent"),
         "status": "failure" if ctx.error else "success",
     }
@@ -112,7 +118,7 @@ def _entry(ctx: RequestContext, has_usage: bool) -> SpendRecord:
         api_base=route.provider.api_base if route else "",
         prompt_tokens=ctx.prompt_tokens, completion_tokens=ctx.completion_tokens,
         spend=(ctx.spend if ctx.spend_known else None) if has_usage else 0.0,
-        request_tags=ctx.tags, metadata=_metadata(ctx), requester_ip_address=ctx.requester_ip,
+        request_tags=ctx.tags, metadata=_metadata(ctx), requester_ip_address=_requester_ip(ctx),
     )
 
 

@@ -11,6 +11,7 @@ from spend.writer import SpendWriter, write_batch
 from teams.models import Customer, Team
 from tests.factories import spend_record
 from tests.servers.process import free_port
+from tests.tasks.conftest import general_settings  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -223,3 +224,16 @@ def test_rows_a_failed_hand_over_to_the_stream_gave_back_are_written_with_the_lo
 
     assert calls == [False]
     assert SpendLog.objects.count() == 1
+
+
+def test_with_spend_logs_disabled_spend_is_kept_but_no_row_is_written(general_settings):
+    general_settings(disable_spend_logs=True)
+    key, _ = key_generate(actor=None)
+
+    written = write_batch([spend_record(api_key=key.token, spend=0.25, request_tags=["a"]),
+                           spend_record(api_key=key.token, spend=0.5)])
+
+    key.refresh_from_db()
+    assert written == 2
+    assert key.spend == 0.75
+    assert not SpendLog.objects.exists() and not SpendLogTag.objects.exists()
