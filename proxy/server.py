@@ -1,10 +1,12 @@
 """The HTTP protocol ``manage.py gateway`` serves with: uvicorn's httptools protocol, with a graceful shutdown
-that does not reset a keep-alive connection a client is reusing at that moment."""
+that does not reset a keep-alive connection a client is reusing at that moment, and a response's head sent
+in one write with its first body part."""
 from __future__ import annotations
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 IDLE_GRACE = 1.0   # seconds an idle keep-alive connection stays open once the worker starts to shut down
+JOIN_BYTES = 64 * 1024   # a first body part up to this size is copied behind the head; a larger one is not
 
 
 class GracefulHttpToolsProtocol(HttpToolsProtocol):
@@ -31,6 +33,81 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
         if self.draining:
             self.cycle.keep_alive = False   # answered with Connection: close, then closed
 
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app) -> None:
+        # Every request's cycle (pipelined ones too) starts here, before its app runs.
+        cycle.__class__ = HeadWithFirstPart
+        super()._start_asgi_task(cycle, app)
+
     def _close_if_idle(self) -> None:
         if self.cycle is None or self.cycle.response_complete:
             self.transport.close()
+
+
+class HeadWithFirstPart(RequestResponseCycle):
+    """uvicorn writes a response's head to the socket as soon as the app starts the response, then each body
+    part as it comes: two writes for every answer (two system calls, two segments to the client), where the
+    first part always follows at once — the whole body of a buffered answer, a stream's first event. Here the
+    head waits for the first body message and leaves in the same write (measured: docs/performance.md "One
+    write for the head and the first part"). A response started and then abandoned by its app (an error) sends
+    nothing instead of a bare head; uvicorn closes the connection either way."""
+
+    held_head: bytes | None = None
+
+    async def send(self, message) -> None:
+        connection = self.transport
+        if message["type"] == "http.response.start" and not self.response_started:
+            self.transport = _Held()
+            try:
+                await super().send(message)
+            finally:
+                held, self.transport = self.transport, connection
+            self.held_head = held.data or None
+            return
+        head, self.held_head = self.held_head, None
+        if head is None:
+            return await super().send(message)
+        self.transport = _AfterHead(connection, head)
+        try:
+            await super().send(message)
+        finally:
+            after_head, self.transport = self.transport, connection
+            after_head.flush()   # a part that wrote nothing (a HEAD request's, an empty one): the head alone
+
+
+class _Held:
+    """Takes what uvicorn writes when a response starts: its head."""
+
+    data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class _AfterHead:
+    """The connection's transport for the first body message: its first write carries the head too."""
+
+    def __init__(self, transport, head: bytes) -> None:
+        self.transport, self.head = transport, head
+
+    def write(self, data: bytes) -> None:
+        head, self.head = self.head, b""
+        if not head:
+            self.transport.write(data)
+        elif len(data) <= JOIN_BYTES:
+            self.transport.write(head + data)
+        else:   # not copied: one system call for both (writev)
+            self.transport.writelines((head, data))
+
+    def flush(self) -> None:
+        if self.head and not self.transport.is_closing():
+            self.write(b"")
+
+    def close(self) -> None:   # the answer is complete and the connection is not kept: head first
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()

@@ -1,0 +1,145 @@
+"""The served HTTP protocol (proxy/server.py) at the socket: a response's head leaves in the same write as its
+first body part. Driven through uvicorn's own protocol with a transport that records each write (a write
+boundary is not visible to a client over TCP); the live server is covered by every e2e test."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from proxy.server import JOIN_BYTES, GracefulHttpToolsProtocol
+
+
+class Transport:
+    """What the protocol writes, one entry per system call it would make."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "written after close"
+        self.writes.append(bytes(data))
+
+    def writelines(self, parts) -> None:   # uvloop: one writev
+        self.write(b"".join(parts))
+
+    def get_extra_info(self, name: str, default=None):
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 4000)}.get(name, default)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def serve(app, request: bytes) -> Transport:
+    async def scenario() -> Transport:
+        config = Config(app=app, lifespan="off", ws="none", http=GracefulHttpToolsProtocol, log_level="critical")
+        config.load()
+        protocol = GracefulHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(request)
+        await asyncio.wait_for(asyncio.gather(*protocol.tasks), timeout=5)
+        return transport
+
+    return asyncio.run(scenario())
+
+
+GET = b"GET / HTTP/1.1\r\nHost: gateway\r\n\r\n"
+
+
+def answering(*bodies: bytes, headers=((b"content-type", b"text/plain"),)):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": list(headers)})
+        for index, body in enumerate(bodies):
+            await send({"type": "http.response.body", "body": body, "more_body": index < len(bodies) - 1})
+    return app
+
+
+def test_a_buffered_answer_is_one_write():
+    transport = serve(answering(b"hello", headers=[(b"content-length", b"5")]), GET)
+
+    assert len(transport.writes) == 1
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert transport.writes[0].endswith(b"\r\n\r\nhello")
+
+
+def test_a_stream_s_head_leaves_with_its_first_event_and_each_later_part_on_its_own():
+    transport = serve(answering(b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"), GET)
+
+    assert len(transport.writes) == 3
+    assert b"transfer-encoding: chunked" in transport.writes[0]
+    assert transport.writes[0].endswith(b"\r\n\r\n9\r\ndata: 1\n\n\r\n")
+    assert transport.writes[1:] == [b"9\r\ndata: 2\n\n\r\n", b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"]
+
+
+def test_a_large_first_part_is_not_copied_behind_the_head_but_still_one_call():
+    body = b"x" * (JOIN_BYTES + 1)
+    transport = serve(answering(body, headers=[(b"content-length", str(len(body)).encode())]), GET)
+
+    assert len(transport.writes) == 1 and transport.writes[0].endswith(b"\r\n\r\n" + body)
+
+
+def test_a_head_request_gets_its_head_alone():
+    transport = serve(answering(b"", headers=[(b"content-length", b"5")]), b"HEAD / HTTP/1.1\r\nHost: gateway\r\n\r\n")
+
+    assert len(transport.writes) == 1
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and transport.writes[0].endswith(b"\r\n\r\n")
+
+
+def test_on_a_connection_that_closes_after_the_answer_the_head_is_written_before_the_close():
+    request = b"GET / HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n"
+    transport = serve(answering(b"bye", headers=[(b"content-length", b"3")]), request)
+
+    assert len(transport.writes) == 1 and transport.writes[0].endswith(b"\r\n\r\nbye")
+    assert transport.closed
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_answer_its_app_abandons_after_the_start_sends_nothing_and_closes():
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("the app broke")
+
+    transport = serve(app, GET)
+
+    assert transport.writes == [] and transport.closed
+
+
+def test_a_100_continue_is_not_held_back():
+    async def app(scope, receive, send):
+        message = await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok" if message["body"] == b"hi" else b"no"})
+
+    async def scenario() -> Transport:
+        config = Config(app=app, lifespan="off", ws="none", http=GracefulHttpToolsProtocol, log_level="critical")
+        config.load()
+        protocol = GracefulHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(b"POST / HTTP/1.1\r\nHost: gateway\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        for _ in range(20):   # the app asks for the body: the interim answer goes out at once
+            await asyncio.sleep(0)
+            if transport.writes:
+                break
+        interim = list(transport.writes)
+        protocol.data_received(b"hi")
+        await asyncio.wait_for(asyncio.gather(*protocol.tasks), timeout=5)
+        return interim, transport
+
+    interim, transport = asyncio.run(scenario())
+
+    assert interim == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    assert transport.writes[1].endswith(b"\r\n\r\nok") and len(transport.writes) == 2
