@@ -20,6 +20,7 @@ from proxy.pipeline.admission import settle_call
 from proxy.pipeline.context import RequestContext
 from proxy.pipeline.limits import MB, check_response_size, response_limit_bytes, response_too_large
 from proxy.pipeline.record import content_logged, in_flight_entry, price_call, record_call
+from proxy.providers.base import FinalBurst
 from proxy.router import Route
 from proxy.tokens import estimate_prompt_tokens, estimate_tokens_of_chars
 from spend import inflight
@@ -120,7 +121,8 @@ def _estimate_usage(ctx: RequestContext, completion_chars: int) -> None:
 async def _relay(ctx: RequestContext, answer: EventStream, bursts: AsyncIterator[list[dict]],
                  first: list[dict] | None, wants_usage: bool) -> AsyncIterator[bytes]:
     """The SSE body: the first event on its own, as soon as it is ready; then one bytes object per burst of
-    chunks (one send, one socket write); then [DONE]."""
+    chunks (one send, one socket write); then [DONE], with the last burst's events when the provider marked
+    that burst final (``FinalBurst``: its read ended the stream)."""
     streamed_chars, relayed, limit = 0, 0, response_limit_bytes()
     task = draining.track()  # cancelled at shutdown if still running past the graceful timeout
     journal, in_flight = inflight.current, None   # with Redis: this process's death loses no stream
@@ -152,18 +154,23 @@ async def _relay(ctx: RequestContext, answer: EventStream, bursts: AsyncIterator
                         yield event
                     else:
                         events.append(event)
+            if isinstance(burst, FinalBurst):   # nothing follows: its events leave with [DONE]
+                break
             if events:
                 out, events = b"".join(events), []
                 yield out
             burst = await anext(bursts, None)
         answer.ended = True
-        yield _DONE
+        yield b"".join(events) + _DONE if events else _DONE
+        if burst is not None:   # ended by a final burst: the provider reads the response to its end (pooled)
+            await anext(bursts, None)
     except GatewayError as exc:
         # Headers are gone already: the error travels as a last event, as OpenAI's streams do, after
-        # the events of its burst that came before it.
+        # the events of its burst that came before it (unless [DONE] is out already: then it is only recorded).
         ctx.error = exc
-        answer.ended = True
-        yield b"".join(events) + b"data: " + orjson.dumps(exc.body()) + b"\n\n"
+        if not answer.ended:
+            answer.ended = True
+            yield b"".join(events) + b"data: " + orjson.dumps(exc.body()) + b"\n\n"
     except BaseException as exc:
         # The client went away (cancelled) or something broke: still record what was streamed.
         cancelled = isinstance(exc, (asyncio.CancelledError, GeneratorExit))

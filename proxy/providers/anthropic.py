@@ -14,7 +14,7 @@ import httpx2
 import orjson
 
 from gateway_project.errors import InvalidRequestError, UpstreamError
-from proxy.providers.base import HttpProvider
+from proxy.providers.base import FinalBurst, HttpProvider
 
 API_VERSION = "2023-06-01"
 # The Messages API requires max_tokens; 4096 is the largest output every Claude model accepts.
@@ -70,7 +70,7 @@ class AnthropicProvider(HttpProvider):
                         yield chunks
                     raise
                 if chunks:  # a burst of pings and block stops translates to nothing
-                    yield chunks
+                    yield FinalBurst(chunks) if stream.finished else chunks
                 if stream.finished:
                     return
         raise self.error(502, "the upstream stream ended before message_stop")

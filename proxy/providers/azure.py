@@ -31,6 +31,7 @@ import orjson
 from gateway_project.config.schema import LitellmParams
 from gateway_project.errors import UpstreamError
 from proxy.http import ClientPool
+from proxy.providers.base import final_as
 from proxy.providers.openai_compatible import OpenAICompatible
 
 DEFAULT_API_VERSION = "2024-10-21"
@@ -85,7 +86,7 @@ class AzureOpenAI(OpenAICompatible):
             async for burst in bursts:
                 chunks = [chunk for chunk in burst if chunk.get("choices") or chunk.get("usage")]
                 if chunks:
-                    yield chunks
+                    yield final_as(burst, chunks)
 
     def failure(self, response: httpx2.Response) -> UpstreamError:
         error = super().failure(response)

@@ -29,6 +29,17 @@ _TYPES_BY_STATUS = {400: "invalid_request_error", 401: "authentication_error", 4
                     422: "invalid_request_error", 429: "rate_limit_error"}
 
 
+class FinalBurst(list):
+    """A stream's last burst: the read that brought it ended the stream too (``[DONE]``), so nothing follows
+    it and the relay sends its events with the end of the answer, in one write. Iterating the stream on
+    after it still matters: that reads the response to its end, and its connection goes back to the pool."""
+
+
+def final_as(burst: list, chunks: list) -> list:
+    """``chunks``, marked final when the ``burst`` they were made of was."""
+    return FinalBurst(chunks) if isinstance(burst, FinalBurst) else chunks
+
+
 class Provider(Protocol):
     name: str
     api_base: str
@@ -38,7 +49,8 @@ class Provider(Protocol):
 
     def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
         """``chat.completion.chunk`` objects, in non-empty lists of those that arrived together (one
-        network read); the last chunk carries ``usage`` when the provider sent it."""
+        network read); the last chunk carries ``usage`` when the provider sent it. A list that ends the
+        stream is a ``FinalBurst`` when the provider knows it does."""
 
     async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         """A ``text_completion`` object."""
@@ -186,7 +198,7 @@ class HttpProvider:
                         yield burst[:1]
                         burst = burst[1:]
                     first = False
-                    yield burst
+                    yield FinalBurst(burst) if done else burst
                 if done:
                     await _finish(chunks)
                     return

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway_project.config.schema import LitellmParams
+from proxy.providers.base import FinalBurst
 
 REPLY = "Hi there! This is the gateway's built-in fake model answering."
 
@@ -91,4 +92,4 @@ class FakeProvider:
             chunks.append({**base, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
         chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         chunks.append({**base, "choices": [], "usage": self._usage(body, reply)})
-        yield chunks
+        yield FinalBurst(chunks)

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway_project.errors import UpstreamError
-from proxy.providers.base import HttpProvider, upstream_body
+from proxy.providers.base import HttpProvider, final_as, upstream_body
 
 
 class OpenAICompatible(HttpProvider):
@@ -40,7 +40,7 @@ class OpenAICompatible(HttpProvider):
                 if chunks:  # the chunks before a malformed one still reach the client, ahead of the error
                     yield chunks
                 raise
-            yield chunks
+            yield final_as(burst, chunks)
 
     async def completion(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self.post_json(self.url("/completions"), upstream_body(body, self.model))

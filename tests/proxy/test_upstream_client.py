@@ -25,6 +25,7 @@ import pytest
 from gateway_project.config.schema import LitellmParams
 from gateway_project.errors import UpstreamError
 from proxy.http import ClientPool, Post, UpstreamTransport, _request_head
+from proxy.providers.base import FinalBurst
 from proxy.providers.openai_compatible import OpenAICompatible
 from tests.servers.process import ServerProcess, free_port
 
@@ -721,6 +722,15 @@ def test_stream_events_written_together_come_as_one_burst_of_chunks() -> None:
 
     assert [[chunk["choices"][0]["delta"]["content"] for chunk in burst] for burst in bursts] == [
         ["0"], [str(n) for n in range(1, 25)]]
+
+
+def test_the_burst_whose_read_brought_done_is_marked_final_and_only_that_one() -> None:
+    """The relay then sends its events with [DONE], in one write (proxy/pipeline/upstream.py)."""
+    together = _bursts(_sse_response(*(_chat_chunk(n) for n in range(3)), b"data: [DONE]\n\n"))
+    no_done = _bursts(_sse_response(*(_chat_chunk(n) for n in range(3))))
+
+    assert [isinstance(burst, FinalBurst) for burst in together] == [False, True]
+    assert not any(isinstance(burst, FinalBurst) for burst in no_done)
 
 
 def test_a_gzip_encoded_stream_is_decoded_before_its_lines_are_read() -> None:
