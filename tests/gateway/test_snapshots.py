@@ -36,6 +36,14 @@ def expire(cache: SnapshotCache, key: str, seconds_ago: float) -> None:
     cache._entries[key] = (time.monotonic() - seconds_ago, value)
 
 
+async def expired(rows: Rows, seconds_ago: float = 1) -> SnapshotCache:
+    """A cache holding ``k`` as ``rows`` first gave it, expired ``seconds_ago``."""
+    cache = SnapshotCache("key", rows, ttl=lambda: TTL)
+    await cache.get("k")
+    expire(cache, "k", seconds_ago=seconds_ago)
+    return cache
+
+
 async def settle() -> None:
     for _ in range(5):
         await asyncio.sleep(0)
@@ -44,9 +52,7 @@ async def settle() -> None:
 def test_a_recently_expired_entry_is_served_at_once_and_read_again_behind_the_requests():
     async def scenario():
         rows = Rows("v1")
-        cache = SnapshotCache("key", rows, ttl=lambda: TTL)
-        assert await cache.get("k") == "v1"
-        expire(cache, "k", seconds_ago=1)
+        cache = await expired(rows)
         rows.value, rows.gate = "v2", asyncio.Event()   # the database now holds v2, and answers slowly
 
         served = [await asyncio.wait_for(cache.get("k"), timeout=1) for _ in range(3)]   # none waits
@@ -67,9 +73,7 @@ def test_a_recently_expired_entry_is_served_at_once_and_read_again_behind_the_re
 def test_an_entry_expired_long_ago_or_negative_is_read_before_answering(value, seconds_ago):
     async def scenario():
         rows = Rows(value)
-        cache = SnapshotCache("key", rows, ttl=lambda: TTL)
-        await cache.get("k")
-        expire(cache, "k", seconds_ago=seconds_ago)
+        cache = await expired(rows, seconds_ago)
         rows.value = "v2"
         return await cache.get("k"), rows.reads
 
@@ -88,15 +92,19 @@ def test_an_invalidated_entry_is_read_before_answering():
     assert asyncio.run(scenario()) == "v2"
 
 
+async def read_behind_failing(error: Exception) -> tuple[SnapshotCache, Rows, str]:
+    """An expired entry, served while the read behind it fails with ``error``; and what was served."""
+    rows = Rows("v1")
+    cache = await expired(rows)
+    rows.fail = error
+    served = await cache.get("k")
+    await settle()
+    return cache, rows, served
+
+
 def test_a_read_behind_that_finds_the_database_down_keeps_the_entry_for_another_ttl(caplog):
     async def scenario():
-        rows = Rows("v1")
-        cache = SnapshotCache("key", rows, ttl=lambda: TTL)
-        await cache.get("k")
-        expire(cache, "k", seconds_ago=1)
-        rows.fail = OperationalError("connection refused")
-        first = await cache.get("k")
-        await settle()
+        cache, rows, first = await read_behind_failing(OperationalError("connection refused"))
         return first, await cache.get("k"), rows.reads, cache._entries["k"][0] > time.monotonic()
 
     with caplog.at_level(logging.WARNING, logger="gateway.cache"):
@@ -108,13 +116,7 @@ def test_a_read_behind_that_finds_the_database_down_keeps_the_entry_for_another_
 
 def test_a_read_behind_that_breaks_is_logged_and_the_next_request_reads_again(caplog):
     async def scenario():
-        rows = Rows("v1")
-        cache = SnapshotCache("key", rows, ttl=lambda: TTL)
-        await cache.get("k")
-        expire(cache, "k", seconds_ago=1)
-        rows.fail = RuntimeError("a bug in the loader")
-        served = await cache.get("k")
-        await settle()
+        cache, rows, served = await read_behind_failing(RuntimeError("a bug in the loader"))
         rows.fail, rows.value = None, "v2"
         await cache.get("k")     # still the old entry, recently expired: served, read behind again
         await settle()

@@ -42,13 +42,19 @@ class Transport:
         pass
 
 
+def connect(app) -> tuple[GracefulHttpToolsProtocol, Transport]:
+    """A connection to ``app`` served by the protocol (on the running loop), and what it writes."""
+    config = Config(app=app, lifespan="off", ws="none", http=GracefulHttpToolsProtocol, log_level="critical")
+    config.load()
+    protocol = GracefulHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    transport = Transport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
 def serve(app, request: bytes) -> Transport:
     async def scenario() -> Transport:
-        config = Config(app=app, lifespan="off", ws="none", http=GracefulHttpToolsProtocol, log_level="critical")
-        config.load()
-        protocol = GracefulHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
-        transport = Transport()
-        protocol.connection_made(transport)
+        protocol, transport = connect(app)
         protocol.data_received(request)
         await asyncio.wait_for(asyncio.gather(*protocol.tasks), timeout=5)
         return transport
@@ -123,12 +129,8 @@ def test_a_100_continue_is_not_held_back():
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"ok" if message["body"] == b"hi" else b"no"})
 
-    async def scenario() -> Transport:
-        config = Config(app=app, lifespan="off", ws="none", http=GracefulHttpToolsProtocol, log_level="critical")
-        config.load()
-        protocol = GracefulHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
-        transport = Transport()
-        protocol.connection_made(transport)
+    async def scenario() -> tuple[list[bytes], Transport]:
+        protocol, transport = connect(app)
         protocol.data_received(b"POST / HTTP/1.1\r\nHost: gateway\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
         for _ in range(20):   # the app asks for the body: the interim answer goes out at once
             await asyncio.sleep(0)
