@@ -55,9 +55,10 @@ class SnapshotCache(Generic[V]):
                 return value
             if value is not None and now < expires + self._ttl():   # recently expired: read behind, serve it
                 if key not in self._loading:
-                    task = asyncio.get_running_loop().create_task(self._load(key, entry, self._reading(key)))
+                    future = self._reading(key)
+                    task = asyncio.get_running_loop().create_task(self._load(key, entry, future))
                     self._refreshing.add(task)
-                    task.add_done_callback(self._refreshed)
+                    task.add_done_callback(functools.partial(self._refreshed, key, future, value))
                 return value
         pending = self._loading.get(key)
         if pending is not None:
@@ -92,9 +93,13 @@ class SnapshotCache(Generic[V]):
         future.set_result(value)
         return value
 
-    def _refreshed(self, task: asyncio.Task) -> None:
+    def _refreshed(self, key: str, future: asyncio.Future, served: V, task: asyncio.Task) -> None:
         self._refreshing.discard(task)
-        if not task.cancelled() and task.exception() is not None:   # the next request reads it again
+        if not future.done():   # cancelled before it ran (the loop closing): callers waiting on it get the entry
+            if self._loading.get(key) is future:
+                del self._loading[key]
+            future.set_result(served)
+        elif not task.cancelled() and task.exception() is not None:   # the next request reads it again
             logger.error("reading a %s snapshot behind the requests failed", self.name, exc_info=task.exception())
 
     def _stale(self, key: str, entry, generation: int, exc: Exception):

@@ -28,7 +28,6 @@ from django.db import DataError, IntegrityError, close_old_connections, connecti
 from django.db.models import F
 
 from gateway_project.config import get_config
-
 from keys.models import VirtualKey
 from spend.models import SpendLog, SpendLogTag
 from spend import alerts, spool

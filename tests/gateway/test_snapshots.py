@@ -126,3 +126,19 @@ def test_a_read_behind_that_breaks_is_logged_and_the_next_request_reads_again(ca
         assert asyncio.run(scenario()) == ("v1", "v2", 3)
     assert "reading a key snapshot behind the requests failed" in caplog.text
     assert "a bug in the loader" in caplog.text
+
+
+def test_a_read_behind_cancelled_before_it_ran_leaves_no_read_pending():
+    async def scenario():
+        rows = Rows("v1")
+        cache = await expired(rows)
+        served = await cache.get("k")
+        for task in list(cache._refreshing):
+            task.cancel()   # as the loop closing would, before its first step
+        await settle()
+        rows.value = "v2"
+        again = await asyncio.wait_for(cache.get("k"), timeout=1)   # not waiting on a read that never comes
+        await settle()
+        return served, again, await cache.get("k"), cache._loading
+
+    assert asyncio.run(scenario()) == ("v1", "v1", "v2", {})
