@@ -3,6 +3,7 @@ burst by burst (the chunks that arrived together leave together, in one write)."
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
@@ -24,6 +25,8 @@ from proxy.providers.base import FinalBurst
 from proxy.router import Route
 from proxy.tokens import estimate_prompt_tokens, estimate_tokens_of_chars
 from spend import inflight
+
+logger = logging.getLogger("gateway.proxy")
 
 _DONE = b"data: [DONE]\n\n"
 
@@ -165,17 +168,22 @@ async def _relay(ctx: RequestContext, answer: EventStream, bursts: AsyncIterator
         if burst is not None:   # ended by a final burst: the provider reads the response to its end (pooled)
             await anext(bursts, None)
     except GatewayError as exc:
-        # Headers are gone already: the error travels as a last event, as OpenAI's streams do, after
-        # the events of its burst that came before it (unless [DONE] is out already: then it is only recorded).
-        ctx.error = exc
-        if not answer.ended:
+        if answer.ended:   # after [DONE], reading the upstream's end: the client's answer was whole
+            logger.info("call %s: the upstream's stream failed after [DONE]: %s", ctx.call_id, exc.message)
+        else:
+            # Headers are gone already: the error travels as a last event, as OpenAI's streams do, after
+            # the events of its burst that came before it.
+            ctx.error = exc
             answer.ended = True
             yield b"".join(events) + b"data: " + orjson.dumps(exc.body()) + b"\n\n"
     except BaseException as exc:
-        # The client went away (cancelled) or something broke: still record what was streamed.
-        cancelled = isinstance(exc, (asyncio.CancelledError, GeneratorExit))
-        ctx.error = UpstreamError("the stream ended before it was complete", status=499 if cancelled else 500,
-                                  type="stream_interrupted")
+        # The client went away (cancelled) or something broke: still record what was streamed. Once [DONE]
+        # is out the answer was whole: a client hanging up then (while the upstream's end is read) is no
+        # interruption.
+        if not answer.ended:
+            cancelled = isinstance(exc, (asyncio.CancelledError, GeneratorExit))
+            ctx.error = UpstreamError("the stream ended before it was complete", status=499 if cancelled else 500,
+                                      type="stream_interrupted")
         raise
     finally:
         draining.untrack(task)
