@@ -72,15 +72,16 @@ class RedisJournal:
     its buffer (database, then disk spool at shutdown) and tries Redis again every RETRY_SECONDS.
     """
 
+    # A hand-over that failed may have put some entries in the stream already: the records it gives back may
+    # be written by a consumer too, so the writer's own write of them looks for written ids.
+    holds_records = True
+
     def __init__(self, url: str, key: str, *, interval: float, claim_idle: float, batch_size: int,
                  flush_interval: float, checkpoint_interval: float = 1.0, inflight_timeout: float = 10.0) -> None:
         self.key = key
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.interval = interval
         self.forwarding = True   # until an XADD says otherwise
-        # A hand-over that failed may have put some entries in the stream already: the records it gives
-        # back may be written by a consumer too, so the writer's own write of them looks for written ids.
-        self.holds_records = True
         self._url = url
         self._claim_idle_ms = int(claim_idle * 1000)
         self._batch_size = batch_size

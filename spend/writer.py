@@ -223,8 +223,9 @@ def _write_alone(record: SpendRecord) -> int:
 class SpendWriter:
     def __init__(self) -> None:
         self._buffer: list[SpendRecord] = []
-        # How many rows at the head of the buffer an earlier attempt may have written (a failed flush, an
-        # uncertain hand-over to the stream put them back there): written with the look-up for written ids.
+        # How many rows at the head of the buffer a failed flush may have written (it put them back there):
+        # written with the look-up for written ids. (Rows a failed hand-over to the stream gave back need no
+        # count: with a journal that ``holds_records`` every direct write looks up.)
         self._uncertain = 0
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
@@ -290,7 +291,7 @@ class SpendWriter:
             logger.exception("handing %d spend rows to the stream failed; they are written directly", len(batch))
         finally:   # a cancelled or failed hand-over keeps the batch
             if not taken:
-                self._put_back(batch, uncertain=self.journal.holds_records)
+                self._buffer[:0] = batch
 
     def start(self, journal: NullJournal | RedisJournal | None = None) -> None:
         """At server start: replay what an earlier process spooled to disk, and (with Redis) pass spend
@@ -324,13 +325,9 @@ class SpendWriter:
                                                                  unseen)
             except Exception:
                 logger.exception("writing %d spend rows failed; they stay buffered and are retried", len(batch))
-                self._put_back(batch, uncertain=True)   # the commit may have happened, its answer lost
+                self._buffer[:0] = batch
+                self._uncertain += len(batch)   # the commit may have happened, its answer lost
                 return
-
-    def _put_back(self, batch: list[SpendRecord], *, uncertain: bool) -> None:
-        self._buffer[:0] = batch
-        if uncertain:
-            self._uncertain += len(batch)
 
     async def stop(self) -> None:
         """Flush what is left and stop the background task (server shutdown).
@@ -351,7 +348,7 @@ class SpendWriter:
             if self._buffer:  # the database is down: keep the rows on disk for the next start
                 path = await asyncio.get_running_loop().run_in_executor(self._executor, spool.spill, self._buffer)
                 logger.warning("database unavailable at shutdown: %d spend rows spooled to %s", len(self._buffer), path)
-                self._buffer = []
+                self._buffer, self._uncertain = [], 0   # the spool's replay looks for written ids
         finally:
             self._stopping = False
             self.journal = NullJournal()

@@ -34,7 +34,7 @@ def _requester_ip(ctx: RequestContext) -> str | None:
     return None if get_runtime().config.general_settings.disable_requester_ip_address_logging else ctx.requester_ip
 
 
-def _metadata(ctx: RequestContext) -> dict:
+def _metadata(ctx: RequestContext, requester_ip: str | None) -> dict:
     principal = ctx.principal
     team = principal.team
     metadata = {
@@ -44,7 +44,7 @@ def _metadata(ctx: RequestContext) -> dict:
         "user_api_key_user_id": principal.user_id,
         "user_api_key_team_alias": team.team_alias if team else None,
         "spend_logs_metadata": ctx.spend_logs_metadata or None,
-        "requester_ip_address": _requester_ip(ctx),
+        "requester_ip_address": requester_ip,
         "user_agent": ctx.request.headers.get("user-agent"),
         "status": "failure" if ctx.error else "success",
     }
@@ -103,7 +103,7 @@ def in_flight_entry(ctx: RequestContext) -> bytes:
 
 
 def _entry(ctx: RequestContext, has_usage: bool) -> SpendRecord:
-    route, principal = ctx.route, ctx.principal
+    route, principal, requester_ip = ctx.route, ctx.principal, _requester_ip(ctx)
     return SpendRecord(
         request_id=ctx.response_id or ctx.call_id, call_id=ctx.call_id,
         call_type=CALL_TYPES.get(ctx.call_type, ctx.call_type),
@@ -118,7 +118,7 @@ def _entry(ctx: RequestContext, has_usage: bool) -> SpendRecord:
         api_base=route.provider.api_base if route else "",
         prompt_tokens=ctx.prompt_tokens, completion_tokens=ctx.completion_tokens,
         spend=(ctx.spend if ctx.spend_known else None) if has_usage else 0.0,
-        request_tags=ctx.tags, metadata=_metadata(ctx), requester_ip_address=_requester_ip(ctx),
+        request_tags=ctx.tags, metadata=_metadata(ctx, requester_ip), requester_ip_address=requester_ip,
     )
 
 
