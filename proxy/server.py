@@ -1,8 +1,12 @@
-"""The HTTP protocol ``manage.py gateway`` serves with: uvicorn's httptools protocol, with a graceful shutdown
-that does not reset a keep-alive connection a client is reusing at that moment, and a response's head sent
-in one write with its first body part."""
+"""What ``manage.py gateway`` serves with: uvicorn's httptools protocol, with a graceful shutdown that does
+not reset a keep-alive connection a client is reusing at that moment, and a response's head sent in one
+write with its first body part; and uvicorn's server, with a main loop that wakes once a second."""
 from __future__ import annotations
 
+import asyncio
+import importlib
+
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 IDLE_GRACE = 1.0   # seconds an idle keep-alive connection stays open once the worker starts to shut down
@@ -111,3 +115,56 @@ class _AfterHead:
 
     def is_closing(self) -> bool:
         return self.transport.is_closing()
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, with a main loop that wakes once a second instead of ten times. uvicorn's loop sleeps
+    0.1 s between looks at whether a signal asked it to stop, and refreshes the ``Date`` header every tenth
+    look: ten wake-ups a second of an idle worker, each a few hundred microseconds of a cold CPU
+    (docs/performance.md, "An idle worker"). Here a stop signal wakes the loop itself, so the tick is only for
+    the ``Date`` header, whose resolution is a second."""
+
+    tick = 1.0   # seconds between looks: the Date header is refreshed at each
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._wake: asyncio.Future | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def main_loop(self) -> None:
+        self._loop = loop = asyncio.get_running_loop()
+        counter = 0   # uvicorn's on_tick counts tenths of a second: it refreshes the Date header at multiples of 10
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864000
+            self._wake = wake = loop.create_future()
+            timer = loop.call_later(self.tick, _settle, wake)
+            try:
+                await wake
+            finally:
+                timer.cancel()
+                self._wake = None
+
+    def handle_exit(self, sig: int, frame) -> None:
+        super().handle_exit(sig, frame)
+        # A signal handler runs between two steps of the loop: the wake-up goes through the loop's own queue.
+        wake, loop = self._wake, self._loop
+        if wake is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(_settle, wake)
+
+
+def _settle(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def use_gateway_server() -> None:
+    """Point uvicorn at ``GatewayServer``: ``uvicorn.run`` builds its server by name, and so does each worker
+    process of its multiprocess supervisor (``--workers`` 2 or more), with no setting to choose another."""
+    for module in ("uvicorn.main", "uvicorn.supervisors.multiprocess"):
+        importlib.import_module(module).Server = GatewayServer
+
+
+# At import, not only when ``manage.py gateway`` starts: uvicorn's worker processes are spawned afresh and
+# import this module when they unpickle their config (its ``http`` protocol class lives here), before they
+# build their server; none of the command's own code runs in them first.
+use_gateway_server()

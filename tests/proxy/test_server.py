@@ -1,15 +1,19 @@
-"""The served HTTP protocol (proxy/server.py) at the socket: a response's head leaves in the same write as its
-first body part. Driven through uvicorn's own protocol with a transport that records each write (a write
-boundary is not visible to a client over TCP); the live server is covered by every e2e test."""
+"""What proxy/server.py serves with. The HTTP protocol at the socket: a response's head leaves in the same write
+as its first body part. Driven through uvicorn's own protocol with a transport that records each write (a write
+boundary is not visible to a client over TCP); the live server is covered by every e2e test. The server's main
+loop: one look a second, and a stop signal that wakes it (tests/e2e/test_production_command.py counts a live
+worker's wake-ups)."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 
 import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from proxy.server import JOIN_BYTES, GracefulHttpToolsProtocol
+from proxy.server import JOIN_BYTES, GatewayServer, GracefulHttpToolsProtocol
 
 
 class Transport:
@@ -145,3 +149,45 @@ def test_a_100_continue_is_not_held_back():
 
     assert interim == [b"HTTP/1.1 100 Continue\r\n\r\n"]
     assert transport.writes[1].endswith(b"\r\n\r\nok") and len(transport.writes) == 2
+
+
+# --- The server's main loop ------------------------------------------------------------------------------
+
+def gateway_server(tick: float) -> GatewayServer:
+    server = GatewayServer(Config(app=None, lifespan="off", ws="none", log_level="critical"))
+    server.tick = tick
+    return server
+
+
+def test_a_stop_signal_ends_the_main_loop_at_once_not_at_its_next_tick():
+    async def scenario() -> None:
+        server = gateway_server(tick=3600)
+        loop_task = asyncio.create_task(server.main_loop())
+        await asyncio.sleep(0.05)   # the loop is waiting for its next tick, an hour away
+        assert not loop_task.done()
+        server.handle_exit(signal.SIGTERM, None)
+        await asyncio.wait_for(loop_task, timeout=5)
+        assert server.should_exit
+
+    asyncio.run(scenario())
+
+
+def test_each_tick_refreshes_the_date_header():
+    async def scenario() -> None:
+        server = gateway_server(tick=0.01)
+        loop_task = asyncio.create_task(server.main_loop())
+        for _ in range(3):   # cleared, then set again by the next tick
+            while not server.server_state.default_headers:
+                await asyncio.sleep(0.005)
+            assert server.server_state.default_headers[0][0] == b"date"
+            server.server_state.default_headers = []
+        server.should_exit = True
+        await asyncio.wait_for(loop_task, timeout=5)
+
+    asyncio.run(scenario())
+
+
+def test_uvicorn_builds_the_gateway_server_for_one_worker_and_for_each_of_several():
+    # Importing proxy.server did it (a spawned worker imports it before building its server).
+    assert sys.modules["uvicorn.main"].Server is GatewayServer
+    assert sys.modules["uvicorn.supervisors.multiprocess"].Server is GatewayServer

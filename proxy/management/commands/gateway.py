@@ -70,7 +70,8 @@ class Command(BaseCommand):
                         access_log=access_logged(options["log_level"]),
                         ws="none",  # no WebSocket routes: the websockets package is not loaded
                         # httptools, with a shutdown that lets a request already sent on an idle keep-alive
-                        # connection in rather than resetting it (proxy/server.py)
+                        # connection in rather than resetting it; importing proxy/server.py also gives every
+                        # worker a server whose main loop wakes once a second, not ten times
                         http=GracefulHttpToolsProtocol,
                         server_header=False, proxy_headers=False,
                         timeout_graceful_shutdown=settings.GATEWAY_GRACEFUL_TIMEOUT,
