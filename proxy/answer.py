@@ -11,6 +11,8 @@ the answer is a Django response like any other.
 """
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from django.http import HttpResponse, StreamingHttpResponse
 
 
@@ -65,12 +67,31 @@ class ProxyAnswer(OwnHeaders, HttpResponse):
 
 
 class EventStream(OwnHeaders, StreamingHttpResponse):
-    """A relayed stream (its content set by ``proxy.pipeline.upstream``). ``ended`` turns true as its last
-    part is handed out: what the relay does after it (closing the upstream, the call's books) need not hold
-    back the end of the answer (proxy.hotpath)."""
+    """A relayed stream (its content given by ``proxy.pipeline.upstream`` through ``relay``). ``ended`` turns
+    true as its last part is handed out: what the relay does after it (closing the upstream, the call's books)
+    need not hold back the end of the answer (proxy.hotpath).
+
+    Iterated (``async for``, as the hot path and Django's handler do), it hands out the relay's own parts, which
+    are bytes already, rather than through Django's two wrapping generators (``__aiter__`` and
+    ``streaming_content``'s): two async generators less per stream, made, hooked into the event loop and
+    finalised, and two frames less per part. Closing what is iterated closes the relay itself. Content set any
+    other way (a middleware replacing ``streaming_content``) is iterated as Django does."""
 
     ended = False
+    _parts: AsyncIterator[bytes] | None = None
 
     def __init__(self, own_headers: dict[str, str]) -> None:
         super().__init__(content_type="text/event-stream")
         self._keep_apart(own_headers)
+
+    def relay(self, parts: AsyncIterator[bytes]) -> None:
+        self.streaming_content = parts
+        self._parts = parts
+
+    def _set_streaming_content(self, value) -> None:   # every assignment of streaming_content
+        super()._set_streaming_content(value)
+        self._parts = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        parts, self._parts = self._parts, None   # once, as Django's own iteration
+        return parts if parts is not None else super().__aiter__()

@@ -90,7 +90,7 @@ async def respond_stream(ctx: RequestContext) -> StreamingHttpResponse:
     wants_usage = isinstance(options, dict) and options.get("include_usage") is True
     ctx.stream_text = [] if content_logged(ctx) else None
     response = EventStream({**_headers(ctx), "cache-control": "no-cache", "x-accel-buffering": "no"})
-    response.streaming_content = _relay(ctx, response, bursts, first, wants_usage)
+    response.relay(_relay(ctx, response, bursts, first, wants_usage))
     return response
 
 

@@ -373,6 +373,52 @@ def test_an_answers_own_headers_go_out_without_becoming_djangos(timeline, monkey
     assert {k for k in django[1]} == {k for k in headers} - {"content-length"}
 
 
+def test_a_stream_is_iterated_as_its_relay_s_own_parts_and_closing_them_closes_the_relay():
+    """No Django wrapping generators between the relay and the server; closing what is iterated (as the hot path
+    and Django's handler do, with ``aclosing``) runs the relay's ``finally`` (its books) at once."""
+    from contextlib import aclosing
+
+    from proxy.answer import EventStream
+
+    closed = []
+
+    async def relay():
+        try:
+            yield b"data: 1\n\n"
+            yield b"data: 2\n\n"
+        finally:
+            closed.append(True)
+
+    async def first_part(response) -> bytes:
+        async with aclosing(aiter(response)) as parts:
+            return await anext(parts)
+
+    response = EventStream({"x-litellm-call-id": "c"})
+    parts = relay()
+    response.relay(parts)
+    assert aiter(response) is parts
+    assert async_to_sync(first_part)(response) == b"data: 1\n\n" and closed == [True]
+
+
+def test_a_stream_whose_content_was_replaced_serves_the_replacement():
+    """A middleware that replaces ``streaming_content`` (compression, say) is what the client gets."""
+    from proxy.answer import EventStream
+
+    async def relay():
+        yield b"raw"
+
+    async def replaced():
+        yield "changed"   # text: Django's own iteration makes it bytes
+
+    async def parts(response) -> list[bytes]:
+        return [part async for part in response]
+
+    response = EventStream({})
+    response.relay(relay())
+    response.streaming_content = replaced()
+    assert async_to_sync(parts)(response) == [b"changed"]
+
+
 def test_an_answer_whose_header_is_not_plain_latin1_is_sent_as_django_would():
     from proxy.answer import ProxyAnswer
 
