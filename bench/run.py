@@ -437,7 +437,7 @@ def markdown(report: dict) -> str:
     lines.append("| upstream latency | stream | conc. | direct req/s | gateway req/s | LiteLLM req/s | gateway cores "
                  "| LiteLLM cores | gateway req/s per core | LiteLLM req/s per core | per-core ratio | gateway added "
                  "p50 / p99 ms | LiteLLM added p50 / p99 ms | added TTFB gateway / LiteLLM ms | peak RSS gateway / "
-                 "LiteLLM MB | generator cores (max) |" + (" bare relay added p50 / TTFB ms |" if floor else ""))
+                 "LiteLLM MB | generator cores (max) |" + (" bare relay added p50 / p99 / TTFB ms |" if floor else ""))
     lines.append("|" + "---|" * (17 if floor else 16))
     for point in report["matrix"]["points"]:
         s = point["summary"]
@@ -454,8 +454,8 @@ def markdown(report: dict) -> str:
             f"| {_f(lt and lt['added_p50_ms'], '{:.2f}')} / {_f(lt and lt['added_p99_ms'], '{:.2f}')} "
             f"| {_f(g['added_ttfb_ms'], '{:.2f}')} / {_f(lt and lt['added_ttfb_ms'], '{:.2f}')} "
             f"| {_f(g['peak_rss_mb'])} / {_f(lt and lt['peak_rss_mb'])} | {generators:.2f} |"
-            + (f" {_f(r and r['added_p50_ms'], '{:.2f}')} / {_f(r and r['added_ttfb_ms'], '{:.2f}')} |"
-               if floor else ""))
+            + (f" {_f(r and r['added_p50_ms'], '{:.2f}')} / {_f(r and r['added_p99_ms'], '{:.2f}')} "
+               f"/ {_f(r and r['added_ttfb_ms'], '{:.2f}')} |" if floor else ""))
     if report["matrix"].get("open_points"):
         lines.append("")
         lines.append("Open loop: Poisson arrivals at a fixed rate, non-streamed (the LiteLLM proxy is left out: one "

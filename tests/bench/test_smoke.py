@@ -65,5 +65,6 @@ def test_smoke_writes_json_results_and_the_markdown_table(smoke):
     assert "old table" not in text
     rows = [line for line in text.splitlines() if line.startswith("| 0 ms |")]
     assert len(rows) == 5 and all(row.count("|") == 18 for row in rows[:4])   # 17 columns, the floor's last
+    assert all(row.rstrip(" |").rsplit("|", 1)[1].count(" / ") == 2 for row in rows[:4])   # floor: p50 / p99 / TTFB
     assert rows[4].startswith("| 0 ms | 100 | ") and rows[4].count("|") == 8   # the open-loop table
     assert "Non-2xx or failed requests over the run: direct 0, gateway 0, relay 0." in text
