@@ -172,6 +172,21 @@ def test_a_stop_signal_ends_the_main_loop_at_once_not_at_its_next_tick():
     asyncio.run(scenario())
 
 
+def test_a_stop_signal_handled_just_after_a_look_is_not_left_waiting_for_the_next_tick():
+    class SignalledAfterLooking(GatewayServer):
+        async def on_tick(self, counter: int) -> bool:
+            stop = await super().on_tick(counter)
+            self.handle_exit(signal.SIGTERM, None)   # as if the signal came right after the look
+            return stop
+
+    async def scenario() -> None:
+        server = SignalledAfterLooking(Config(app=None, lifespan="off", ws="none", log_level="critical"))
+        server.tick = 3600
+        await asyncio.wait_for(server.main_loop(), timeout=5)
+
+    asyncio.run(scenario())
+
+
 def test_each_tick_refreshes_the_date_header():
     async def scenario() -> None:
         server = gateway_server(tick=0.01)
