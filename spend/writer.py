@@ -74,7 +74,7 @@ def _write_rows(records: list[SpendRecord]) -> None:
     if connection.vendor == "postgresql":
         _copy_rows(records)
     else:
-        SpendLog.objects.bulk_create([_row(r) for r in records])
+        _insert_rows(records)
     SpendLogTag.objects.bulk_create([
         SpendLogTag(spend_log_id=r.call_id, tag=tag[:255], spend=r.spend, start_time=r.start_time)
         for r in records for tag in dict.fromkeys(r.request_tags)
@@ -126,6 +126,39 @@ def _copy_statement() -> str:
     return f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"
 
 
+def _insert_rows(records: list[SpendRecord]) -> None:
+    """SQLite: the rows by multi-row INSERTs of values prepared as Django's SQLite backend stores them
+    (datetimes as its UTC text, JSON as text), as many rows per statement as the backend allows bound
+    parameters (41 here), where ``bulk_create`` also builds a model instance and prepares every value of every
+    row in Python: a third of the writer's CPU per row, on the thread that shares the GIL with the event loop.
+    One statement per chunk, not ``executemany`` (a statement per row): the database step releases the GIL, and
+    a busy event loop then keeps it for a switch interval, so a batch written row by row crawls under load
+    (docs/performance.md, "The spend writer on SQLite")."""
+    per_statement = max(1, connection.ops.bulk_batch_size(COPY_FIELDS, records))
+    with connection.cursor() as cursor:
+        for start in range(0, len(records), per_statement):
+            chunk = records[start:start + per_statement]
+            cursor.execute(_insert_statement(len(chunk)), [value for r in chunk for value in _insert_values(r)])
+
+
+_DATETIMES = tuple(COPY_FIELDS.index(name) for name in ("start_time", "end_time", "completion_start_time"))
+
+
+def _insert_values(record: SpendRecord) -> list:
+    values, when = list(_copy_values(record)), connection.ops.adapt_datetimefield_value
+    for index in _DATETIMES:
+        values[index] = when(values[index])
+    return values
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_statement(rows: int) -> str:
+    meta, quote = SpendLog._meta, connection.ops.quote_name
+    columns = ", ".join(quote(meta.get_field(name).column) for name in COPY_FIELDS)
+    row = "(" + ", ".join(["%s"] * len(COPY_FIELDS)) + ")"
+    return f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)}"
+
+
 def _clean(value):
     """Client-controlled text can carry NUL bytes, which PostgreSQL text and JSON cannot store."""
     if isinstance(value, str):
@@ -150,19 +183,6 @@ def _cleaned(record: SpendRecord) -> SpendRecord:
     if not _has_nul(record):   # nearly always: the record as it is
         return record
     return SpendRecord(**{name: _clean(getattr(record, name)) for name in SpendRecord.__slots__})
-
-
-def _row(r: SpendRecord) -> SpendLog:
-    return SpendLog(
-        request_id=r.request_id, call_id=r.call_id, call_type=r.call_type, status=r.status,
-        api_key=r.api_key, key_alias=r.key_alias, team_id=r.team_id, user=r.user, end_user=r.end_user,
-        model=r.model, model_group=r.model_group, model_id=r.model_id,
-        custom_llm_provider=r.custom_llm_provider, api_base=r.api_base,
-        prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
-        total_tokens=r.prompt_tokens + r.completion_tokens, spend=r.spend,
-        start_time=r.start_time, end_time=r.end_time, completion_start_time=r.completion_start_time,
-        request_tags=r.request_tags, metadata=r.metadata, requester_ip_address=r.requester_ip_address,
-    )
 
 
 def _add_spend(records: list[SpendRecord]) -> None:

@@ -7,7 +7,7 @@ from django.db import connection, connections
 from keys.services import key_generate
 from spend.models import SpendLog, SpendLogTag
 from spend.records import SpendRecord
-from spend.writer import SpendWriter, write_batch
+from spend.writer import COPY_FIELDS, SpendWriter, write_batch
 from teams.models import Customer, Team
 from tests.factories import spend_record
 from tests.servers.process import free_port
@@ -122,6 +122,22 @@ def test_on_postgresql_the_rows_go_in_by_copy_not_by_insert():
 
     assert SpendLog.objects.count() == 2
     assert not [q for q in queries.captured_queries if q["sql"].startswith("INSERT") and "spendlog\"" in q["sql"].lower()]
+
+
+@pytest.mark.skipif("connection.vendor != 'sqlite'", reason="the INSERT path is SQLite's")
+def test_on_sqlite_the_rows_go_in_by_a_few_multi_row_inserts_not_a_statement_per_row():
+    """Each statement's database step releases the GIL, which a busy event loop then keeps for a switch
+    interval: a batch written row by row (``executemany``) crawls under load."""
+    from django.test.utils import CaptureQueriesContext
+
+    records = [spend_record() for _ in range(100)]
+    per_statement = connection.ops.bulk_batch_size(COPY_FIELDS, records)
+    with CaptureQueriesContext(connection) as queries:
+        assert write_batch(records) == 100
+
+    inserts = [q["sql"] for q in queries.captured_queries if "spend_spendlog\"" in q["sql"] and "INSERT" in q["sql"]]
+    assert len(inserts) == -(-100 // per_statement) and not [sql for sql in inserts if " times: " in sql]
+    assert SpendLog.objects.count() == 100
 
 
 @pytest.mark.django_db(transaction=True)
