@@ -121,8 +121,8 @@ class GatewayServer(uvicorn.Server):
     """uvicorn's server, with a main loop that wakes once a second instead of ten times. uvicorn's loop sleeps
     0.1 s between looks at whether a signal asked it to stop, and refreshes the ``Date`` header every tenth
     look: ten wake-ups a second of an idle worker, each a few hundred microseconds of a cold CPU
-    (docs/performance.md, "An idle worker wakes once a second"). Here a stop signal wakes the loop itself, so the tick is only for
-    the ``Date`` header, whose resolution is a second."""
+    (docs/performance.md, "An idle worker wakes once a second"). Here a stop signal wakes the loop itself, so
+    the tick is only for the ``Date`` header, whose resolution is a second."""
 
     tick = 1.0   # seconds between looks: the Date header is refreshed at each
 

@@ -87,8 +87,8 @@ def flush_interval() -> float:
     return get_config().general_settings.proxy_batch_write_at or settings.GATEWAY_SPEND_FLUSH_INTERVAL
 
 
-# SpendLog's fields in the order COPY receives them: every concrete field of the model, since COPY applies
-# no Django default (tests/spend/test_writer.py holds the two together).
+# SpendLog's fields in the order COPY (PostgreSQL) and the INSERT (SQLite) receive them: every concrete field of
+# the model, since neither applies a Django default (tests/spend/test_writer.py holds the two together).
 COPY_FIELDS = ("call_id", "request_id", "call_type", "status", "api_key", "key_alias", "team_id", "user", "end_user",
                "model", "model_group", "model_id", "custom_llm_provider", "api_base", "prompt_tokens",
                "completion_tokens", "total_tokens", "spend", "start_time", "end_time", "completion_start_time",
@@ -130,7 +130,8 @@ def _insert_rows(records: list[SpendRecord]) -> None:
     """SQLite: the rows by multi-row INSERTs of values prepared as Django's SQLite backend stores them
     (datetimes as its UTC text, JSON as text), as many rows per statement as the backend allows bound
     parameters (41 here), where ``bulk_create`` also builds a model instance and prepares every value of every
-    row in Python: a third of the writer's CPU per row, on the thread that shares the GIL with the event loop.
+    row in Python: less than half the writer's CPU per row, on the thread that shares the GIL with the event
+    loop.
     One statement per chunk, not ``executemany`` (a statement per row): the database step releases the GIL, and
     a busy event loop then keeps it for a switch interval, so a batch written row by row crawls under load
     (docs/performance.md, "The spend writer on SQLite")."""
