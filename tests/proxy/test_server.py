@@ -191,9 +191,12 @@ def test_each_tick_refreshes_the_date_header():
     async def scenario() -> None:
         server = gateway_server(tick=0.01)
         loop_task = asyncio.create_task(server.main_loop())
-        for _ in range(3):   # cleared, then set again by the next tick
+        async def refreshed() -> None:
             while not server.server_state.default_headers:
                 await asyncio.sleep(0.005)
+
+        for _ in range(3):   # cleared, then set again by the next tick
+            await asyncio.wait_for(refreshed(), timeout=5)
             assert server.server_state.default_headers[0][0] == b"date"
             server.server_state.default_headers = []
         server.should_exit = True
