@@ -128,11 +128,10 @@ class GatewayServer(uvicorn.Server):
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
-        self._wake: asyncio.Future | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Future | None = None   # what the main loop waits on until its next look
 
     async def main_loop(self) -> None:
-        self._loop = loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         counter = 0   # uvicorn's on_tick counts tenths of a second: it refreshes the Date header at multiples of 10
         while not await self.on_tick(counter):
             counter = (counter + 10) % 864000
@@ -149,9 +148,9 @@ class GatewayServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame) -> None:
         super().handle_exit(sig, frame)
         # A signal handler runs between two steps of the loop: the wake-up goes through the loop's own queue.
-        wake, loop = self._wake, self._loop
-        if wake is not None and loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(_settle, wake)
+        wake = self._wake
+        if wake is not None and not wake.get_loop().is_closed():
+            wake.get_loop().call_soon_threadsafe(_settle, wake)
 
 
 def _settle(future: asyncio.Future) -> None:

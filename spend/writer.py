@@ -121,9 +121,13 @@ def _copy_rows(records: list[SpendRecord]) -> None:
 
 @functools.cache
 def _copy_statement() -> str:
+    return f"COPY {_table_and_columns()} FROM STDIN"
+
+
+def _table_and_columns() -> str:
+    """``table (column, ...)`` of SpendLog in COPY_FIELDS' order, quoted for the connection's database."""
     meta, quote = SpendLog._meta, connection.ops.quote_name
-    columns = ", ".join(quote(meta.get_field(name).column) for name in COPY_FIELDS)
-    return f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN"
+    return f"{quote(meta.db_table)} ({', '.join(quote(meta.get_field(name).column) for name in COPY_FIELDS)})"
 
 
 def _insert_rows(records: list[SpendRecord]) -> None:
@@ -154,10 +158,8 @@ def _insert_values(record: SpendRecord) -> list:
 
 @functools.lru_cache(maxsize=8)
 def _insert_statement(rows: int) -> str:
-    meta, quote = SpendLog._meta, connection.ops.quote_name
-    columns = ", ".join(quote(meta.get_field(name).column) for name in COPY_FIELDS)
     row = "(" + ", ".join(["%s"] * len(COPY_FIELDS)) + ")"
-    return f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)}"
+    return f"INSERT INTO {_table_and_columns()} VALUES {', '.join([row] * rows)}"
 
 
 def _clean(value):

@@ -153,8 +153,8 @@ def test_a_100_continue_is_not_held_back():
 
 # --- The server's main loop ------------------------------------------------------------------------------
 
-def gateway_server(tick: float) -> GatewayServer:
-    server = GatewayServer(Config(app=None, lifespan="off", ws="none", log_level="critical"))
+def gateway_server(tick: float, kind: type[GatewayServer] = GatewayServer) -> GatewayServer:
+    server = kind(Config(app=None, lifespan="off", ws="none", log_level="critical"))
     server.tick = tick
     return server
 
@@ -180,8 +180,7 @@ def test_a_stop_signal_handled_just_after_a_look_is_not_left_waiting_for_the_nex
             return stop
 
     async def scenario() -> None:
-        server = SignalledAfterLooking(Config(app=None, lifespan="off", ws="none", log_level="critical"))
-        server.tick = 3600
+        server = gateway_server(tick=3600, kind=SignalledAfterLooking)
         await asyncio.wait_for(server.main_loop(), timeout=5)
 
     asyncio.run(scenario())
