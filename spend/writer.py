@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import math
+import sqlite3
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from operator import attrgetter
@@ -40,6 +41,11 @@ logger = logging.getLogger("gateway.spend")
 # Past this many unwritten rows (a long database outage) the oldest are dropped, loudly, rather than
 # exhausting memory.
 MAX_BUFFERED = 200_000
+# A round that finds more than this many batches waiting is behind (rows came in faster than the last rounds
+# wrote them): it writes batches this many times larger. A transaction's fixed cost is mostly waits for the
+# GIL, which a busy event loop holds (docs/performance.md, "The spend writer on SQLite").
+BEHIND_AFTER_BATCHES = 4
+CATCH_UP_FACTOR = 10
 
 
 def write_batch(records: list[SpendRecord], *, unseen: bool = False) -> int:
@@ -132,18 +138,30 @@ def _table_and_columns() -> str:
 
 def _insert_rows(records: list[SpendRecord]) -> None:
     """SQLite: the rows by multi-row INSERTs of values prepared as Django's SQLite backend stores them
-    (datetimes as its UTC text, JSON as text), as many rows per statement as the backend allows bound
-    parameters (41 here), where ``bulk_create`` also builds a model instance and prepares every value of every
-    row in Python: less than half the writer's CPU per row, on the thread that shares the GIL with the event
-    loop.
-    One statement per chunk, not ``executemany`` (a statement per row): the database step releases the GIL, and
-    a busy event loop then keeps it for a switch interval, so a batch written row by row crawls under load
-    (docs/performance.md, "The spend writer on SQLite")."""
-    per_statement = max(1, connection.ops.bulk_batch_size(COPY_FIELDS, records))
-    with connection.cursor() as cursor:
+    (datetimes as its UTC text, JSON as text), where ``bulk_create`` also builds a model instance and prepares
+    every value of every row in Python: less than half the writer's CPU per row, on the thread that shares the
+    GIL with the event loop.
+    As few statements as SQLite binds parameters for (``SQLITE_LIMIT_VARIABLE_NUMBER``: a whole batch in one
+    statement on current builds; Django's own bound, 999, would make it one per 41 rows), given to SQLite as
+    written (``?`` placeholders; Django's cursor would rewrite the statement's ``%s`` on every call). Each
+    statement's preparing and its step release the GIL, and a busy event loop then keeps it for a switch
+    interval (5 ms): under load a batch's time is mostly those waits, so every statement counts — the reason
+    it is not ``executemany`` (a step per row) either (docs/performance.md, "The spend writer on SQLite")."""
+    per_statement = _rows_per_insert()
+    with connection.cursor() as cursor, connection.wrap_database_errors:
         for start in range(0, len(records), per_statement):
             chunk = records[start:start + per_statement]
-            cursor.execute(_insert_statement(len(chunk)), [value for r in chunk for value in _insert_values(r)])
+            cursor.cursor.execute(_insert_statement(len(chunk)), [value for r in chunk for value in _insert_values(r)])
+
+
+MAX_ROWS_PER_INSERT = 1000
+
+
+def _rows_per_insert() -> int:
+    """Rows of one INSERT: as many as the connection binds parameters for, at most ``MAX_ROWS_PER_INSERT``."""
+    connection.ensure_connection()
+    variables = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return max(1, min(MAX_ROWS_PER_INSERT, variables // len(COPY_FIELDS)))
 
 
 _DATETIMES = tuple(COPY_FIELDS.index(name) for name in ("start_time", "end_time", "completion_start_time"))
@@ -158,7 +176,7 @@ def _insert_values(record: SpendRecord) -> list:
 
 @functools.lru_cache(maxsize=8)
 def _insert_statement(rows: int) -> str:
-    row = "(" + ", ".join(["%s"] * len(COPY_FIELDS)) + ")"
+    row = "(" + ", ".join(["?"] * len(COPY_FIELDS)) + ")"
     return f"INSERT INTO {_table_and_columns()} VALUES {', '.join([row] * rows)}"
 
 
@@ -337,8 +355,11 @@ class SpendWriter:
         if self._spool_pending and not self._buffer:
             await self._replay_spool()
         budget = math.inf if until_empty else len(self._buffer)
+        size = settings.GATEWAY_SPEND_BATCH_SIZE
+        if len(self._buffer) > BEHIND_AFTER_BATCHES * size:   # behind: fewer, larger transactions
+            size *= CATCH_UP_FACTOR
         while self._buffer and budget > 0:
-            batch = self._buffer[: min(settings.GATEWAY_SPEND_BATCH_SIZE, budget)]
+            batch = self._buffer[: min(size, budget)]
             budget -= len(batch)
             del self._buffer[: len(batch)]
             unseen = not self._uncertain and not self.journal.holds_records

@@ -7,6 +7,7 @@ from django.db import connection, connections
 from keys.services import key_generate
 from spend.models import SpendLog, SpendLogTag
 from spend.records import SpendRecord
+from spend import writer as writer_module
 from spend.writer import COPY_FIELDS, SpendWriter, write_batch
 from teams.models import Customer, Team
 from tests.factories import spend_record
@@ -125,19 +126,59 @@ def test_on_postgresql_the_rows_go_in_by_copy_not_by_insert():
 
 
 @pytest.mark.skipif("connection.vendor != 'sqlite'", reason="the INSERT path is SQLite's")
-def test_on_sqlite_the_rows_go_in_by_a_few_multi_row_inserts_not_a_statement_per_row():
-    """Each statement's database step releases the GIL, which a busy event loop then keeps for a switch
-    interval: a batch written row by row (``executemany``) crawls under load."""
-    from django.test.utils import CaptureQueriesContext
+def test_on_sqlite_a_batch_goes_in_by_as_few_inserts_as_sqlite_binds_parameters_for():
+    """Each statement's preparing and step release the GIL, which a busy event loop then keeps for a switch
+    interval: a batch written row by row (``executemany``), or 41 rows at a time (Django's 999-parameter bound),
+    crawls under load. Counted by SQLite itself: the statements it ran."""
+    import sqlite3
 
     records = [spend_record() for _ in range(100)]
-    per_statement = connection.ops.bulk_batch_size(COPY_FIELDS, records)
-    with CaptureQueriesContext(connection) as queries:
+    connection.ensure_connection()
+    variables = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    per_statement = min(writer_module.MAX_ROWS_PER_INSERT, variables // len(COPY_FIELDS))
+    statements: list[str] = []
+    connection.connection.set_trace_callback(statements.append)
+    try:
         assert write_batch(records) == 100
+    finally:
+        connection.connection.set_trace_callback(None)
 
-    inserts = [q["sql"] for q in queries.captured_queries if "spend_spendlog\"" in q["sql"] and "INSERT" in q["sql"]]
-    assert len(inserts) == -(-100 // per_statement) and not [sql for sql in inserts if " times: " in sql]
+    inserts = [sql for sql in statements if sql.startswith("INSERT INTO \"spend_spendlog\"")]
+    assert len(inserts) == -(-100 // per_statement)
+    if variables >= 100 * len(COPY_FIELDS):   # any SQLite since 3.32 (32,766 parameters)
+        assert len(inserts) == 1
     assert SpendLog.objects.count() == 100
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("waiting, batches", [(30, [10, 10, 10]), (50, [50])])
+def test_a_round_that_finds_many_batches_waiting_writes_them_in_larger_transactions(settings, monkeypatch,
+                                                                                  waiting, batches):
+    """Up to four batches' worth, a round writes batches of ``GATEWAY_SPEND_BATCH_SIZE``; past that the writer
+    is behind, and each transaction takes ten batches' worth (the rows it finds, here)."""
+    settings.GATEWAY_SPEND_FLUSH_INTERVAL = 600
+    settings.GATEWAY_SPEND_BATCH_SIZE = 10
+    written: list[int] = []
+    write = writer_module._write_on_writer_thread
+
+    def counted(records, unseen=False):
+        written.append(len(records))
+        return write(records, unseen)
+
+    monkeypatch.setattr(writer_module, "_write_on_writer_thread", counted)
+
+    async def scenario() -> None:
+        writer = SpendWriter()
+        for _ in range(waiting):
+            writer.add(spend_record())
+        await writer.flush(until_empty=False)
+        await writer.stop()
+        await asyncio.get_running_loop().run_in_executor(writer._executor, connections.close_all)
+
+    asyncio.run(scenario())
+
+    assert written == batches
+    assert SpendLog.objects.count() == waiting
 
 
 @pytest.mark.django_db(transaction=True)
