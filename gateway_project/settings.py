@@ -124,6 +124,8 @@ GATEWAY_CACHE_TTL = env_float("GATEWAY_CACHE_TTL", 5.0)
 # writer and p99": 500-row batches stalled the loop 6-12 ms at 1,000 requests/s).
 GATEWAY_SPEND_FLUSH_INTERVAL = env_float("GATEWAY_SPEND_FLUSH_INTERVAL", 1.0)
 GATEWAY_SPEND_BATCH_SIZE = env_int("GATEWAY_SPEND_BATCH_SIZE", 100)
+# Past this many spend rows waiting to be written, requests wait for the writer (spend/writer.py, SpendWriter.room).
+GATEWAY_SPEND_MAX_BACKLOG = env_int("GATEWAY_SPEND_MAX_BACKLOG", 10_000)
 # With REDIS_URL, spend records pass through a Redis stream (docs/spend.md, "Nothing lost"): the buffer is
 # appended to it at most this many seconds apart; a dead consumer's unacknowledged entries are taken over
 # by another after this many seconds of silence.

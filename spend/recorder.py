@@ -4,11 +4,21 @@ from __future__ import annotations
 from spend.records import SpendRecord
 from spend.writer import writer
 
-__all__ = ["SpendRecord", "backlog", "readiness", "record"]
+__all__ = ["SpendRecord", "backlog", "readiness", "record", "writer_behind", "writer_room"]
 
 
 def record(entry: SpendRecord) -> None:
     writer.add(entry)
+
+
+def writer_behind() -> bool:
+    """More finished requests wait to be written than ``GATEWAY_SPEND_MAX_BACKLOG``: wait for ``writer_room``."""
+    return writer.backlogged
+
+
+async def writer_room() -> None:
+    """Wait (boundedly) for the writer to catch up; at once while the database is failing."""
+    await writer.room()
 
 
 async def readiness() -> tuple[bool, str]:

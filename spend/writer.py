@@ -46,6 +46,8 @@ MAX_BUFFERED = 200_000
 # GIL, which a busy event loop holds (docs/performance.md, "The spend writer on SQLite").
 BEHIND_AFTER_BATCHES = 4
 CATCH_UP_FACTOR = 10
+# How long a request waits at most for the writer to make room (``SpendWriter.room``), after which it goes on.
+ROOM_WAIT = 5.0
 
 
 def write_batch(records: list[SpendRecord], *, unseen: bool = False) -> int:
@@ -275,6 +277,8 @@ class SpendWriter:
         self._spool_pending = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spend-writer")
         self.journal: NullJournal | RedisJournal = NullJournal()
+        self._room: asyncio.Event | None = None   # what requests wait on while the backlog is over its bound
+        self._failing = False   # the last write failed (the database is down): nobody waits for the writer
 
     def add(self, entry: SpendRecord) -> None:
         self._buffer.append(entry)
@@ -292,6 +296,39 @@ class SpendWriter:
     @property
     def pending(self) -> int:
         return len(self._buffer)
+
+    @property
+    def backlogged(self) -> bool:
+        """More rows wait than ``GATEWAY_SPEND_MAX_BACKLOG``: requests should wait for the writer (``room``)."""
+        return len(self._buffer) > settings.GATEWAY_SPEND_MAX_BACKLOG
+
+    async def room(self) -> None:
+        """Wait until the writer has brought the backlog down to half of ``GATEWAY_SPEND_MAX_BACKLOG``, at most
+        ``ROOM_WAIT`` seconds. Rows come in faster than they are written when the event loop keeps the writer
+        thread from the GIL (one busy worker on SQLite): a request that waits here leaves the loop idle, the
+        writer catches up, and the rows waiting in memory stay bounded. Nobody waits while writes fail (a
+        database outage: rows are kept, up to ``MAX_BUFFERED``), nor where no writer runs on this loop."""
+        if (self._failing or self._task is None or self._task.done()
+                or self._loop is not asyncio.get_running_loop()):
+            return
+        if self._room is None:
+            self._room = asyncio.Event()
+            logger.warning("spend writer behind: %d rows wait to be written (GATEWAY_SPEND_MAX_BACKLOG %d); "
+                           "requests wait for it", len(self._buffer), settings.GATEWAY_SPEND_MAX_BACKLOG)
+        room = self._room
+        self._wake.set()
+        try:
+            await asyncio.wait_for(room.wait(), ROOM_WAIT)
+        except TimeoutError:
+            logger.warning("spend writer behind: a request waited %gs for it and goes on", ROOM_WAIT)
+
+    def _make_room(self) -> None:
+        """Let waiting requests go once the backlog is down to half its bound, or writes fail."""
+        room = self._room
+        if room is not None and (self._failing or self._stopping
+                                 or len(self._buffer) <= settings.GATEWAY_SPEND_MAX_BACKLOG // 2):
+            self._room = None
+            room.set()
 
     def _ensure_running(self) -> None:
         try:
@@ -371,7 +408,11 @@ class SpendWriter:
                 logger.exception("writing %d spend rows failed; they stay buffered and are retried", len(batch))
                 self._buffer[:0] = batch
                 self._uncertain += len(batch)   # the commit may have happened, its answer lost
+                self._failing = True
+                self._make_room()
                 return
+            self._failing = False
+            self._make_room()
 
     async def stop(self) -> None:
         """Flush what is left and stop the background task (server shutdown).
@@ -379,6 +420,7 @@ class SpendWriter:
         The task is asked to finish, not cancelled: a cancelled flush could lose a batch in flight.
         """
         self._stopping = True
+        self._make_room()
         try:
             if self._task is not None and self._loop is asyncio.get_running_loop():
                 self._wake.set()

@@ -25,6 +25,7 @@ from proxy.pipeline.context import RequestContext
 from proxy.pipeline.record import record_call
 from proxy.runtime import get_runtime
 from proxy.schemas import parse_json_object
+from spend.recorder import writer_behind, writer_room
 
 # call type → the provider method that serves it
 OPERATIONS = {"chat": "chat", "completion": "completion", "embedding": "embedding"}
@@ -47,6 +48,8 @@ async def run(ctx: RequestContext, raw_body: bytes, validate: Callable[[dict[str
         ctx.stream = ctx.call_type == "chat" and ctx.body.get("stream") is True
         params.merge_metadata(ctx)
         params.check_model(ctx)
+        if writer_behind():   # rows come in faster than they are written: wait for the writer, boundedly
+            await writer_room()
         await admission.admit_call(ctx)
         await guardrails.before_call(ctx)
         if ctx.stream:

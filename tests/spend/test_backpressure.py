@@ -1,0 +1,135 @@
+"""The spend writer's backlog is bounded: past ``GATEWAY_SPEND_MAX_BACKLOG`` rows waiting to be written,
+requests wait for the writer (``SpendWriter.room``) instead of letting its buffer grow without end, except
+while writes fail (a database outage), when nobody waits."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from django.db import connections
+
+from gateway_project.asgi import application
+from spend import recorder
+from spend import writer as writer_module
+from spend.models import SpendLog
+from spend.writer import SpendWriter
+from tests.conftest import MASTER_KEY
+from tests.factories import spend_record
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHAT = b'{"model": "fake-openai-endpoint", "messages": [{"role": "user", "content": "hi"}]}'
+
+
+@pytest.fixture
+def slow_writer(settings):
+    """A writer whose own round comes only when woken (no timed flush during a test), bounded at 3 rows."""
+    settings.GATEWAY_SPEND_FLUSH_INTERVAL = 600
+    settings.GATEWAY_SPEND_BATCH_SIZE = 100
+    settings.GATEWAY_SPEND_MAX_BACKLOG = 3
+    return SpendWriter()
+
+
+async def _closed(writer: SpendWriter) -> None:
+    await writer.stop()
+    await asyncio.get_running_loop().run_in_executor(writer._executor, connections.close_all)
+
+
+def test_past_its_bound_a_request_waits_until_the_writer_has_written_the_backlog(slow_writer):
+    async def scenario() -> tuple[bool, int, int]:
+        for _ in range(5):
+            slow_writer.add(spend_record())
+        behind = slow_writer.backlogged
+        await asyncio.wait_for(slow_writer.room(), 10)
+        stored, pending = await asyncio.to_thread(SpendLog.objects.count), slow_writer.pending
+        await _closed(slow_writer)
+        return behind, stored, pending
+
+    behind, stored, pending = asyncio.run(scenario())
+
+    assert behind
+    assert (stored, pending) == (5, 0)
+
+
+def test_under_its_bound_nobody_waits(slow_writer):
+    async def scenario() -> tuple[bool, int]:
+        for _ in range(3):
+            slow_writer.add(spend_record())
+        behind = slow_writer.backlogged
+        pending = slow_writer.pending
+        await _closed(slow_writer)
+        return behind, pending
+
+    assert asyncio.run(scenario()) == (False, 3)
+
+
+def test_while_writes_fail_nobody_waits_and_the_rows_are_kept(slow_writer, monkeypatch):
+    def database_down(records, unseen=False):
+        raise ConnectionError("database unavailable")
+
+    monkeypatch.setattr(writer_module, "_write_on_writer_thread", database_down)
+
+    async def scenario() -> tuple[float, float, int]:
+        for _ in range(5):
+            slow_writer.add(spend_record())
+        started = time.perf_counter()
+        await slow_writer.room()            # the first waits for the round, which fails: it goes on
+        first = time.perf_counter() - started
+        started = time.perf_counter()
+        await slow_writer.room()            # the writer is known to be failing: no wait at all
+        second = time.perf_counter() - started
+        pending = slow_writer.pending
+        slow_writer._buffer.clear()         # nothing to flush at the end: the database is "down"
+        await _closed(slow_writer)
+        return first, second, pending
+
+    first, second, pending = asyncio.run(scenario())
+
+    assert first < writer_module.ROOM_WAIT and second < 0.5
+    assert pending == 5
+
+
+def test_a_proxy_call_waits_for_a_writer_that_is_behind_before_it_is_admitted(slow_writer, monkeypatch):
+    """Through the ASGI application: the call is answered only once the rows that were waiting are written."""
+    monkeypatch.setattr(recorder, "writer", slow_writer)
+
+    async def scenario() -> tuple[int, int, int]:
+        for _ in range(5):
+            slow_writer.add(spend_record())
+        status = await _post(application, "/v1/chat/completions", CHAT)
+        stored_when_answered = await asyncio.to_thread(SpendLog.objects.count)
+        pending = slow_writer.pending   # the call's own row, buffered after its answer
+        await _closed(slow_writer)
+        return status, stored_when_answered, pending
+
+    status, stored_when_answered, pending = asyncio.run(scenario())
+
+    assert status == 200
+    assert stored_when_answered == 5
+    assert pending == 1
+
+
+async def _post(app, path: str, body: bytes) -> int:
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 4000),
+             "headers": [(b"authorization", f"Bearer {MASTER_KEY}".encode()), (b"content-type", b"application/json")]}
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+    answered = asyncio.Event()
+    statuses = []
+
+    async def receive():
+        if pending:
+            return pending.pop(0)
+        await answered.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+        elif not message.get("more_body"):
+            answered.set()
+
+    await app(scope, receive, send)
+    return statuses[0]
