@@ -59,6 +59,22 @@ def test_spend_is_added_to_key_team_user_and_customer():
     assert Customer.objects.get(user_id="cust-1").spend == 0.75
 
 
+def test_a_batchs_spend_is_added_by_one_statement_per_table_whatever_its_number_of_keys():
+    """A prepared UPDATE run for every key of the batch at once (executemany: pipelined on PostgreSQL), not a
+    queryset ``update`` built and compiled per key."""
+    from django.test.utils import CaptureQueriesContext
+
+    keys = [key_generate(actor=None)[0] for _ in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        write_batch([spend_record(api_key=key.token, spend=0.5 + i) for i, key in enumerate(keys)])
+
+    updates = [q["sql"] for q in queries.captured_queries if "UPDATE" in q["sql"]]
+    assert len(updates) == 1 and updates[0].startswith("3 times: UPDATE") and "keys_virtualkey" in updates[0]
+    for i, key in enumerate(keys):
+        key.refresh_from_db()
+        assert key.spend == 0.5 + i
+
+
 def test_failed_requests_are_rows_too():
     write_batch([spend_record(status="failure", spend=0.0, prompt_tokens=0, completion_tokens=0)])
 
