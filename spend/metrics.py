@@ -98,6 +98,12 @@ TEAMS_COUNT = Gauge("litellm_teams_count", "Teams", multiprocess_mode="mostrecen
 SPEND_EVENTS_PENDING = Gauge("gateway_spend_events_pending", "Spend events waiting in the Redis stream to be "
                              "written to the database", multiprocess_mode="mostrecent")
 
+# Spend rows in a worker's memory, not yet written (or handed to the stream); summed over the live workers. Set by
+# the writer after each round (about once a second) and by the worker answering the scrape: bounded by
+# GATEWAY_SPEND_MAX_BACKLOG while the database takes writes (docs/spend.md, "When the writer falls behind").
+SPEND_ROWS_BUFFERED = Gauge("gateway_spend_rows_buffered", "Spend rows in the workers' memory waiting to be "
+                            "written", multiprocess_mode="livesum")
+
 GUARDRAIL_REQUESTS = Counter("litellm_guardrail_requests", "Guardrail runs", ("guardrail_name", "hook_type", "status"))
 GUARDRAIL_ERRORS = Counter("litellm_guardrail_errors", "Guardrail runs that refused the call or failed",
                            ("error_type", "guardrail_name", "hook_type"))

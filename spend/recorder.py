@@ -4,11 +4,16 @@ from __future__ import annotations
 from spend.records import SpendRecord
 from spend.writer import writer
 
-__all__ = ["SpendRecord", "backlog", "readiness", "record", "writer_behind", "writer_room"]
+__all__ = ["SpendRecord", "backlog", "buffered", "readiness", "record", "writer_behind", "writer_room"]
 
 
 def record(entry: SpendRecord) -> None:
     writer.add(entry)
+
+
+def buffered() -> int:
+    """Finished requests in this process's memory, not yet written (or handed to the stream)."""
+    return writer.pending
 
 
 def writer_behind() -> bool:

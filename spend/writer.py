@@ -35,7 +35,7 @@ from django.db.models import F
 from gateway_project.config import get_config
 from keys.models import VirtualKey
 from spend.models import SpendLog, SpendLogTag
-from spend import alerts, spool
+from spend import alerts, metrics, spool
 from spend.records import SpendRecord
 from spend.stream import NullJournal, RedisJournal
 from teams.models import Customer, Team, User
@@ -366,7 +366,9 @@ class SpendWriter:
             await self._forward()
             if not self.journal.forwarding:   # no Redis, or Redis down: to the database directly
                 await self.flush(until_empty=False)
+                metrics.SPEND_ROWS_BUFFERED.set(len(self._buffer))
                 continue
+            metrics.SPEND_ROWS_BUFFERED.set(len(self._buffer))
             if self._spool_pending and loop.time() >= spool_due:   # at the database's pace, not the stream's
                 spool_due = loop.time() + flush_interval()
                 await self._replay_spool()

@@ -35,6 +35,7 @@ async def metrics_page(request: HttpRequest) -> HttpResponse:
     if settings.require_auth_for_metrics_endpoint:
         await auth.authenticate(RequestContext(request=request, call_type="metrics"))
     await metrics.refresh_totals()
+    metrics.SPEND_ROWS_BUFFERED.set(spend_recorder.buffered())
     if (pending := await spend_recorder.backlog()) is not None:
         metrics.SPEND_EVENTS_PENDING.set(pending)
     body, content_type = await asyncio.to_thread(metrics.exposition)   # reads the workers' files

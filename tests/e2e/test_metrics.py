@@ -340,6 +340,12 @@ def test_in_flight_requests_include_open_streams(reliable, stand_in):
     wait_for(lambda: total(scrape(reliable.base_url), "litellm_in_flight_requests") == 1)
 
 
+def test_the_spend_rows_waiting_in_memory_are_a_gauge_that_falls_to_zero_once_written(reliable):
+    with reliable.sdk() as client:
+        client.chat.completions.create(model="metered", messages=[{"role": "user", "content": "count me"}])
+    wait_for(lambda: [s.value for s in scrape(reliable.base_url).get("gateway_spend_rows_buffered", ())] == [0.0])
+
+
 def test_user_and_team_counts_are_read_at_scrape_time(reliable):
     before = scrape(reliable.base_url)
     assert reliable.admin("POST", "/team/new", json={"team_alias": "counted"}).status_code == 200

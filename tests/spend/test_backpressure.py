@@ -90,6 +90,31 @@ def test_while_writes_fail_nobody_waits_and_the_rows_are_kept(slow_writer, monke
     assert pending == 5
 
 
+def test_the_rows_waiting_in_memory_are_a_gauge_set_after_each_round(slow_writer, monkeypatch):
+    from spend import metrics
+
+    def database_down(records, unseen=False):
+        raise ConnectionError("database unavailable")
+
+    monkeypatch.setattr(writer_module, "_write_on_writer_thread", database_down)
+
+    async def scenario() -> float:
+        for _ in range(5):
+            slow_writer.add(spend_record())
+        metrics.SPEND_ROWS_BUFFERED.set(0)
+        await slow_writer.room()            # wakes a round, which fails and keeps the rows
+        for _ in range(100):                # the gauge is set as the round ends
+            if metrics.SPEND_ROWS_BUFFERED._value.get() == 5:
+                break
+            await asyncio.sleep(0.01)
+        value = metrics.SPEND_ROWS_BUFFERED._value.get()
+        slow_writer._buffer.clear()
+        await _closed(slow_writer)
+        return value
+
+    assert asyncio.run(scenario()) == 5
+
+
 def test_a_proxy_call_waits_for_a_writer_that_is_behind_before_it_is_admitted(slow_writer, monkeypatch):
     """Through the ASGI application: the call is answered only once the rows that were waiting are written."""
     monkeypatch.setattr(recorder, "writer", slow_writer)
