@@ -30,7 +30,6 @@ from operator import attrgetter
 import orjson
 from django.conf import settings
 from django.db import DataError, IntegrityError, close_old_connections, connection, transaction
-from django.db.models import F
 
 from gateway_project.config import get_config
 from keys.models import VirtualKey
@@ -294,6 +293,7 @@ class SpendWriter:
         self.journal: NullJournal | RedisJournal = NullJournal()
         self._room: asyncio.Event | None = None   # what requests wait on while the backlog is over its bound
         self._failing = False   # the last write failed (the database is down): nobody waits for the writer
+        self._room_timed_out = False   # a wait for the current ``_room`` ran out (logged once)
 
     def add(self, entry: SpendRecord) -> None:
         self._buffer.append(entry)
@@ -327,7 +327,7 @@ class SpendWriter:
                 or self._loop is not asyncio.get_running_loop()):
             return
         if self._room is None:
-            self._room = asyncio.Event()
+            self._room, self._room_timed_out = asyncio.Event(), False
             logger.warning("spend writer behind: %d rows wait to be written (GATEWAY_SPEND_MAX_BACKLOG %d); "
                            "requests wait for it", len(self._buffer), settings.GATEWAY_SPEND_MAX_BACKLOG)
         room = self._room
@@ -335,7 +335,9 @@ class SpendWriter:
         try:
             await asyncio.wait_for(room.wait(), ROOM_WAIT)
         except TimeoutError:
-            logger.warning("spend writer behind: a request waited %gs for it and goes on", ROOM_WAIT)
+            if self._room is room and not self._room_timed_out:   # once per episode, not once per request
+                self._room_timed_out = True
+                logger.warning("spend writer behind: requests waited %gs for it and go on", ROOM_WAIT)
 
     def _make_room(self) -> None:
         """Let waiting requests go once the backlog is down to half its bound, or writes fail."""

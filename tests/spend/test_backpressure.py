@@ -90,6 +90,35 @@ def test_while_writes_fail_nobody_waits_and_the_rows_are_kept(slow_writer, monke
     assert pending == 5
 
 
+def test_a_request_waits_at_most_room_wait_and_the_wait_running_out_is_logged_once(slow_writer, monkeypatch,
+                                                                                   caplog):
+    monkeypatch.setattr(writer_module, "ROOM_WAIT", 0.2)
+    write = writer_module._write_on_writer_thread
+
+    def slow(records, unseen=False):   # the writer thread is busy well past the wait
+        time.sleep(1.0)
+        return write(records, unseen)
+
+    monkeypatch.setattr(writer_module, "_write_on_writer_thread", slow)
+
+    async def scenario() -> float:
+        for _ in range(5):
+            slow_writer.add(spend_record())
+        started = time.perf_counter()
+        await asyncio.gather(slow_writer.room(), slow_writer.room())
+        waited = time.perf_counter() - started
+        await _closed(slow_writer)
+        return waited
+
+    with caplog.at_level("WARNING", logger="gateway.spend"):
+        waited = asyncio.run(scenario())
+
+    assert 0.2 <= waited < 0.9
+    ran_out = "spend writer behind: requests waited 0.2s for it and go on"
+    assert [r.getMessage() for r in caplog.records].count(ran_out) == 1
+    assert SpendLog.objects.count() == 5
+
+
 def test_the_rows_waiting_in_memory_are_a_gauge_set_after_each_round(slow_writer, monkeypatch):
     from spend import metrics
 
