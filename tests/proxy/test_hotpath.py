@@ -18,6 +18,7 @@ from django.db import close_old_connections
 from gateway_project.asgi import application, django_application
 from proxy.api import api as proxy_api
 from proxy.hotpath import HotPathDispatch, HotRequest, direct_operations
+from tests.asgi import exchange
 from tests.conftest import MASTER_KEY
 
 MASTER = [("authorization", f"Bearer {MASTER_KEY}")]
@@ -25,34 +26,8 @@ SECURITY_HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DEN
                     "referrer-policy": "same-origin", "cross-origin-opener-policy": "same-origin"}
 
 
-async def _exchange(app, method: str, path: str, headers, body: bytes) -> tuple[int, dict[str, str], bytes]:
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(name.encode(), value.encode()) for name, value in headers],
-             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 4000)}
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-    answered = asyncio.Event()
-    messages = []
-
-    async def receive():
-        if pending:
-            return pending.pop(0)
-        await answered.wait()  # the client stays until the whole answer is in
-        return {"type": "http.disconnect"}
-
-    async def send(message):
-        messages.append(message)
-        if message["type"] == "http.response.body" and not message.get("more_body"):
-            answered.set()
-
-    await app(scope, receive, send)
-    start = next(m for m in messages if m["type"] == "http.response.start")
-    headers = {name.decode().lower(): value.decode() for name, value in start["headers"]}
-    return start["status"], headers, b"".join(m.get("body", b"") for m in messages[1:])
-
-
 def call(app, method: str, path: str, headers=(), body: bytes = b""):
-    return async_to_sync(_exchange)(app, method, path, list(headers), body)
+    return async_to_sync(exchange)(app, method, path, list(headers), body)
 
 
 def as_django_sends_it(answer):
@@ -174,29 +149,13 @@ def timeline(monkeypatch):
 
 
 def call_in_order(app, events: list, body: bytes):
-    async def exchange():
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
-                 "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 4000),
-                 "headers": [(b"authorization", f"Bearer {MASTER_KEY}".encode()), (b"content-type", b"application/json")]}
-        pending = [{"type": "http.request", "body": body, "more_body": False}]
-        answered = asyncio.Event()
+    def on_send(message) -> None:
+        if message["type"] == "http.response.body":
+            events.append(("body", message.get("body", b""), message.get("more_body", False)))
 
-        async def receive():
-            if pending:
-                return pending.pop(0)
-            await answered.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message):
-            if message["type"] == "http.response.body":
-                events.append(("body", message.get("body", b""), message.get("more_body", False)))
-                if not message.get("more_body"):
-                    answered.set()
-
-        await app(scope, receive, send)
-
-    async_to_sync(exchange)()
+    async_to_sync(exchange)(app, "POST", "/v1/chat/completions",
+                            [("authorization", f"Bearer {MASTER_KEY}"), ("content-type", "application/json")], body,
+                            on_send=on_send)
     return [event[0] if event[0] == "recorded" else ("end" if not event[2] else "part") for event in events]
 
 

@@ -14,6 +14,7 @@ from spend import recorder
 from spend import writer as writer_module
 from spend.models import SpendLog
 from spend.writer import SpendWriter
+from tests.asgi import exchange
 from tests.conftest import MASTER_KEY
 from tests.factories import spend_record
 
@@ -151,7 +152,9 @@ def test_a_proxy_call_waits_for_a_writer_that_is_behind_before_it_is_admitted(sl
     async def scenario() -> tuple[int, int, int]:
         for _ in range(5):
             slow_writer.add(spend_record())
-        status = await _post(application, "/v1/chat/completions", CHAT)
+        status, _, _ = await exchange(application, "POST", "/v1/chat/completions",
+                                      [("authorization", f"Bearer {MASTER_KEY}"),
+                                       ("content-type", "application/json")], CHAT)
         stored_when_answered = await asyncio.to_thread(SpendLog.objects.count)
         pending = slow_writer.pending   # the call's own row, buffered after its answer
         await _closed(slow_writer)
@@ -162,28 +165,3 @@ def test_a_proxy_call_waits_for_a_writer_that_is_behind_before_it_is_admitted(sl
     assert status == 200
     assert stored_when_answered == 5
     assert pending == 1
-
-
-async def _post(app, path: str, body: bytes) -> int:
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 4000),
-             "headers": [(b"authorization", f"Bearer {MASTER_KEY}".encode()), (b"content-type", b"application/json")]}
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-    answered = asyncio.Event()
-    statuses = []
-
-    async def receive():
-        if pending:
-            return pending.pop(0)
-        await answered.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message):
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-        elif not message.get("more_body"):
-            answered.set()
-
-    await app(scope, receive, send)
-    return statuses[0]
