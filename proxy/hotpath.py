@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Callable
 from contextlib import aclosing
 from functools import cached_property, lru_cache
 from io import BytesIO
@@ -66,6 +67,9 @@ KNOWN_MIDDLEWARE = {
     "django.middleware.clickjacking.XFrameOptionsMiddleware": "its process_response",
 }
 MAX_CACHED_PATHS = 4096
+# The scope key under which our server hands the app a way to be called back when the client leaves
+# (proxy.server.ON_DISCONNECT; not imported from there: that module points uvicorn at its own server on import).
+ON_DISCONNECT = "gateway.on_disconnect"
 # The headers those two middlewares set (and leave alone when an answer already has one of them).
 SECURITY_HEADER_NAMES = ("X-Frame-Options", "Strict-Transport-Security", "X-Content-Type-Options", "Referrer-Policy",
                          "Cross-Origin-Opener-Policy")
@@ -104,9 +108,20 @@ class HotPathHandler(ASGIHandler):
         request.after_send = []
         # As Django's handler, a disconnect while the answer is being made cancels the call; but the call runs
         # in this task rather than a task of its own next to the listener's, joined by asyncio.wait: a task
-        # and the wait's futures less per request. The listener cancels this task when the client leaves.
+        # and the wait's futures less per request. Served by our server (proxy/server.py), the connection
+        # itself calls back when the client leaves; elsewhere a listener task waits on ``receive`` for it.
         call = asyncio.current_task()
-        listener = asyncio.create_task(self._cancel_on_disconnect(receive, call))
+        left: list[bool] = []   # the client left before its answer was complete
+
+        def client_left() -> None:
+            left.append(True)
+            call.cancel()
+
+        on_disconnect = scope.get(ON_DISCONNECT)
+        if on_disconnect is not None:
+            listener, forget = None, on_disconnect(client_left)
+        else:
+            listener, forget = asyncio.create_task(self._cancel_on_disconnect(receive, client_left)), None
         response = None
         try:
             response = await self.respond(request, match, direct)
@@ -114,12 +129,14 @@ class HotPathHandler(ASGIHandler):
         except asyncio.CancelledError:
             # The pipeline has recorded the call as cancelled. A client that left needs no answer; a cut at
             # shutdown (gateway_project.draining, uvicorn) goes on up: ConcurrencyLimit answers 503 then.
-            if not (listener.done() and not listener.cancelled() and listener.exception() is None
-                    and listener.result()):
+            if not left:
                 raise
             call.uncancel()
         finally:
-            listener.cancel()
+            if listener is not None:
+                listener.cancel()
+            else:
+                forget()
             # The jobs hold the call's context, which holds the request: dropped from it, so that the three
             # go when the call does (freed as their counts fall, not left as a cycle for the collector).
             jobs, request.after_send = request.after_send, ()
@@ -177,14 +194,12 @@ class HotPathHandler(ASGIHandler):
                                                    for name, value in probe.items() if name not in own]
         return found
 
-    async def _cancel_on_disconnect(self, receive, call: asyncio.Task) -> bool:
-        """Cancel ``call`` when the client disconnects; True once it did."""
+    async def _cancel_on_disconnect(self, receive, client_left: Callable[[], None]) -> None:
+        """Call ``client_left`` when the client disconnects (a server that does not call back itself)."""
         try:
             await self.listen_for_disconnect(receive)
         except RequestAborted:
-            call.cancel()
-            return True
-        return False
+            client_left()
 
     async def respond(self, request, match, direct: dict | None = None) -> HttpResponse:
         try:

@@ -1,14 +1,18 @@
 """What ``manage.py gateway`` serves with: uvicorn's httptools protocol, with a graceful shutdown that does
-not reset a keep-alive connection a client is reusing at that moment, and a response's head sent in one
-write with its first body part; and uvicorn's server, with a main loop that wakes once a second."""
+not reset a keep-alive connection a client is reusing at that moment, a response's head sent in one write
+with its first body part, and a callback an app may register to learn that its client left before the answer
+was complete; and uvicorn's server, with a main loop that wakes once a second."""
 from __future__ import annotations
 
 import asyncio
 import importlib
+from collections.abc import Callable
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+# The scope key under which this server hands an app ``HeadWithFirstPart.on_disconnect`` (proxy.hotpath uses it).
+ON_DISCONNECT = "gateway.on_disconnect"
 IDLE_GRACE = 1.0   # seconds an idle keep-alive connection stays open once the worker starts to shut down
 JOIN_BYTES = 64 * 1024   # a first body part up to this size is copied behind the head; a larger one is not
 
@@ -40,7 +44,14 @@ class GracefulHttpToolsProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app) -> None:
         # Every request's cycle (pipelined ones too) starts here, before its app runs.
         cycle.__class__ = HeadWithFirstPart
+        cycle.scope[ON_DISCONNECT] = cycle.on_disconnect
         super()._start_asgi_task(cycle, app)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        cycle = self.cycle
+        super().connection_lost(exc)
+        if cycle is not None and cycle.disconnected and isinstance(cycle, HeadWithFirstPart):
+            cycle.client_left()
 
     def _close_if_idle(self) -> None:
         if self.cycle is None or self.cycle.response_complete:
@@ -56,6 +67,26 @@ class HeadWithFirstPart(RequestResponseCycle):
     nothing instead of a bare head; uvicorn closes the connection either way."""
 
     held_head: bytes | None = None
+    _left: Callable[[], None] | None = None   # what to do should the client leave before the answer is complete
+
+    def on_disconnect(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Have ``callback`` called if the client disconnects before the answer is complete (at most once);
+        returns what cancels that. What an app would otherwise learn by keeping a task waiting on ``receive``
+        for an ``http.disconnect`` (Django's handler does, for every request): a task made, run and cancelled
+        per request. Reading is resumed as that ``receive`` would, so that the client's going is seen."""
+        self._left = callback
+        if not self.disconnected and not self.response_complete:
+            self.flow.resume_reading()
+
+        def forget() -> None:
+            self._left = None
+
+        return forget
+
+    def client_left(self) -> None:
+        callback, self._left = self._left, None
+        if callback is not None:
+            callback()
 
     async def send(self, message) -> None:
         connection = self.transport

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import threading
+import time
 
 import dj_database_url
 import httpx2
@@ -142,6 +144,24 @@ def test_a_client_that_disconnects_mid_stream_is_recorded_with_the_tokens_stream
     request_id = json.loads(client.events[0])["id"]
     row = wait_for(lambda: gateway.spend_logs(request_id=request_id))[0]
     assert row["status"] == "failure" and row["completion_tokens"] > 0
+    assert row["metadata"]["error_information"]["error_code"] == "499"
+
+
+def test_a_client_that_leaves_while_the_upstream_thinks_cancels_its_call_at_once(gateway, stand_in):
+    """The connection itself tells the call that its client left (proxy/server.py): the call is cancelled and
+    recorded then, not when the upstream answers."""
+    stand_in.behave(delay_ms=6000)
+    key = gateway.new_key(key_alias="leaves-early")
+    body = json.dumps({"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    address = httpx2.URL(gateway.base_url)
+    with socket.create_connection((address.host, address.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+                     + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        stand_in.wait_for_requests(1)   # the call is waiting for the upstream
+    left = time.monotonic()
+    row = wait_for(lambda: gateway.spend_logs(api_key=key), timeout=4)[0]
+    assert time.monotonic() - left < 4   # well before the upstream's answer, 6 s after the request
+    assert row["status"] == "failure"
     assert row["metadata"]["error_information"]["error_code"] == "499"
 
 

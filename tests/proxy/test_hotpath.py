@@ -17,7 +17,7 @@ from django.db import close_old_connections
 
 from gateway_project.asgi import application, django_application
 from proxy.api import api as proxy_api
-from proxy.hotpath import HotPathDispatch, HotRequest, direct_operations
+from proxy.hotpath import ON_DISCONNECT, HotPathDispatch, HotPathHandler, HotRequest, direct_operations
 from tests.asgi import exchange
 from tests.conftest import MASTER_KEY
 
@@ -458,3 +458,22 @@ def test_a_request_through_djangos_handler_leaves_nothing_for_the_cyclic_collect
 
     assert not left & {"RequestContext", "InvalidRequestError", "BadRequestError", "NotFoundError", "RequestAborted",
                        "HttpResponse", "traceback", "frame", "Task"}, sorted(left)
+
+
+def test_served_by_a_server_that_calls_back_on_disconnect_no_listener_task_is_made(monkeypatch):
+    """Our server (proxy/server.py) hands the app a callback registration in the scope; then the call is
+    cancelled by the connection itself should the client leave, and nothing waits on ``receive`` beside it."""
+    listeners, hooks = [], []
+    monkeypatch.setattr(HotPathHandler, "_cancel_on_disconnect",
+                        lambda self, receive, client_left: listeners.append(client_left) or asyncio.sleep(0))
+
+    def on_disconnect(callback):
+        hooks.append("registered")
+        return lambda: hooks.append("forgotten")
+
+    status, _, _ = async_to_sync(exchange)(application, "POST", "/v1/chat/completions",
+                                           MASTER + [("content-type", "application/json")], CHAT,
+                                           scope={ON_DISCONNECT: on_disconnect})
+
+    assert status == 200
+    assert hooks == ["registered", "forgotten"] and listeners == []

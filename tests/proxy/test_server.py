@@ -13,7 +13,8 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from proxy.server import JOIN_BYTES, GatewayServer, GracefulHttpToolsProtocol
+from proxy.hotpath import ON_DISCONNECT
+from proxy.server import JOIN_BYTES, ON_DISCONNECT as SERVERS_KEY, GatewayServer, GracefulHttpToolsProtocol
 
 
 class Transport:
@@ -149,6 +150,61 @@ def test_a_100_continue_is_not_held_back():
 
     assert interim == [b"HTTP/1.1 100 Continue\r\n\r\n"]
     assert transport.writes[1].endswith(b"\r\n\r\nok") and len(transport.writes) == 2
+
+
+# --- A client that leaves ---------------------------------------------------------------------------------
+
+def test_the_connection_calls_an_app_back_when_its_client_leaves_before_the_answer_is_complete():
+    """In place of a task per request waiting on ``receive`` for ``http.disconnect`` (proxy/hotpath.py)."""
+    called: list[str] = []
+
+    async def app(scope, receive, send):
+        scope[ON_DISCONNECT](lambda: called.append("left"))
+        await asyncio.sleep(3600)   # the answer is still being made
+
+    async def scenario() -> None:
+        protocol, _ = connect(app)
+        protocol.data_received(b"POST / HTTP/1.1\r\nHost: gateway\r\nContent-Length: 2\r\n\r\n{}")
+        await asyncio.sleep(0.01)
+        assert called == []
+        protocol.connection_lost(None)
+        assert called == ["left"]
+        protocol.connection_lost(None)   # once at most
+        assert called == ["left"]
+        for task in protocol.tasks:
+            task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_the_hot_path_looks_for_the_callback_under_the_servers_own_key():
+    assert ON_DISCONNECT == SERVERS_KEY
+
+
+def test_nothing_is_called_back_once_the_answer_is_complete_or_after_the_app_forgot_its_callback():
+    called: list[str] = []
+
+    async def answered(scope, receive, send):
+        scope[ON_DISCONNECT](lambda: called.append("answered"))
+        await answering(b"ok")(scope, receive, send)
+
+    async def forgetting(scope, receive, send):
+        forget = scope[ON_DISCONNECT](lambda: called.append("forgotten"))
+        forget()
+        await asyncio.sleep(3600)
+
+    async def scenario() -> None:
+        for app in (answered, forgetting):
+            protocol, _ = connect(app)
+            protocol.data_received(GET)
+            await asyncio.sleep(0.01)
+            protocol.connection_lost(None)
+            for task in protocol.tasks:
+                task.cancel()
+
+    asyncio.run(scenario())
+
+    assert called == []
 
 
 # --- The server's main loop ------------------------------------------------------------------------------
