@@ -74,8 +74,11 @@ class HeadWithFirstPart(RequestResponseCycle):
         returns what cancels that. What an app would otherwise learn by keeping a task waiting on ``receive``
         for an ``http.disconnect`` (Django's handler does, for every request): a task made, run and cancelled
         per request. Reading is resumed as that ``receive`` would, so that the client's going is seen."""
+        if self.disconnected:   # gone already (between its request's last byte and now): at once
+            callback()
+            return _nothing
         self._left = callback
-        if not self.disconnected and not self.response_complete:
+        if not self.response_complete:
             self.flow.resume_reading()
 
         def forget() -> None:
@@ -182,6 +185,10 @@ class GatewayServer(uvicorn.Server):
         wake = self._wake
         if wake is not None and not wake.get_loop().is_closed():
             wake.get_loop().call_soon_threadsafe(_settle, wake)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _settle(future: asyncio.Future) -> None:

@@ -181,6 +181,26 @@ def test_the_hot_path_looks_for_the_callback_under_the_servers_own_key():
     assert ON_DISCONNECT == SERVERS_KEY
 
 
+def test_a_client_gone_before_the_app_registers_is_called_back_at_once():
+    called: list[str] = []
+
+    async def app(scope, receive, send):
+        await asyncio.sleep(0.05)   # the client leaves meanwhile
+        forget = scope[ON_DISCONNECT](lambda: called.append("left"))
+        forget()
+
+    async def scenario() -> None:
+        protocol, _ = connect(app)
+        protocol.data_received(GET)
+        await asyncio.sleep(0.01)
+        protocol.connection_lost(None)
+        await asyncio.wait_for(asyncio.gather(*protocol.tasks), timeout=5)
+
+    asyncio.run(scenario())
+
+    assert called == ["left"]
+
+
 def test_nothing_is_called_back_once_the_answer_is_complete_or_after_the_app_forgot_its_callback():
     called: list[str] = []
 
