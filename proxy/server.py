@@ -91,6 +91,14 @@ class HeadWithFirstPart(RequestResponseCycle):
         if callback is not None:
             callback()
 
+    async def run_asgi(self, app) -> None:
+        try:
+            await super().run_asgi(app)
+        finally:
+            # The scope holds this cycle through ``on_disconnect``: dropped, so that a finished cycle is freed as
+            # soon as the connection's next request replaces it, not left as a reference cycle for the collector.
+            self.scope.pop(ON_DISCONNECT, None)
+
     async def send(self, message) -> None:
         connection = self.transport
         if message["type"] == "http.response.start" and not self.response_started:

@@ -6,8 +6,10 @@ worker's wake-ups)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
+import weakref
 
 import pytest
 from uvicorn.config import Config
@@ -199,6 +201,29 @@ def test_a_client_gone_before_the_app_registers_is_called_back_at_once():
     asyncio.run(scenario())
 
     assert called == ["left"]
+
+
+def test_a_finished_request_s_cycle_is_freed_when_the_next_replaces_it_not_left_to_the_collector():
+    """The scope holds the cycle through its ``on_disconnect``: without dropping that at the end, each request
+    would leave a reference cycle (cycle, scope, bound method) for the cyclic collector."""
+    async def scenario() -> bool:
+        protocol, _ = connect(answering(b"ok"))
+        protocol.data_received(GET)
+        while protocol.tasks:
+            await asyncio.sleep(0)
+        first = weakref.ref(protocol.cycle)
+        protocol.data_received(GET)   # the next request on the connection: its cycle replaces the first
+        while protocol.tasks:
+            await asyncio.sleep(0)
+        return first() is None
+
+    gc.disable()
+    try:
+        freed = asyncio.run(scenario())
+    finally:
+        gc.enable()
+
+    assert freed
 
 
 def test_nothing_is_called_back_once_the_answer_is_complete_or_after_the_app_forgot_its_callback():
