@@ -119,9 +119,9 @@ class HotPathHandler(ASGIHandler):
 
         on_disconnect = scope.get(ON_DISCONNECT)
         if on_disconnect is not None:
-            listener, forget = None, on_disconnect(client_left)
+            stop_listening = on_disconnect(client_left)
         else:
-            listener, forget = asyncio.create_task(self._cancel_on_disconnect(receive, client_left)), None
+            stop_listening = asyncio.create_task(self._cancel_on_disconnect(receive, client_left)).cancel
         response = None
         try:
             response = await self.respond(request, match, direct)
@@ -133,10 +133,7 @@ class HotPathHandler(ASGIHandler):
                 raise
             call.uncancel()
         finally:
-            if listener is not None:
-                listener.cancel()
-            else:
-                forget()
+            stop_listening()
             # The jobs hold the call's context, which holds the request: dropped from it, so that the three
             # go when the call does (freed as their counts fall, not left as a cycle for the collector).
             jobs, request.after_send = request.after_send, ()

@@ -360,6 +360,7 @@ class SpendWriter:
     async def _run(self) -> None:
         loop, spool_due = asyncio.get_running_loop(), 0.0
         while not self._stopping:
+            metrics.SPEND_ROWS_BUFFERED.set(len(self._buffer))   # what the last round left
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=flush_interval())
             except asyncio.TimeoutError:
@@ -368,9 +369,7 @@ class SpendWriter:
             await self._forward()
             if not self.journal.forwarding:   # no Redis, or Redis down: to the database directly
                 await self.flush(until_empty=False)
-                metrics.SPEND_ROWS_BUFFERED.set(len(self._buffer))
                 continue
-            metrics.SPEND_ROWS_BUFFERED.set(len(self._buffer))
             if self._spool_pending and loop.time() >= spool_due:   # at the database's pace, not the stream's
                 spool_due = loop.time() + flush_interval()
                 await self._replay_spool()

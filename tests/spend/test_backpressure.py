@@ -32,6 +32,15 @@ def slow_writer(settings):
     return SpendWriter()
 
 
+@pytest.fixture
+def database_down(monkeypatch):
+    """Every write of the writer thread fails, as while the database is unreachable."""
+    def refused(records, unseen=False):
+        raise ConnectionError("database unavailable")
+
+    monkeypatch.setattr(writer_module, "_write_on_writer_thread", refused)
+
+
 async def _closed(writer: SpendWriter) -> None:
     await writer.stop()
     await asyncio.get_running_loop().run_in_executor(writer._executor, connections.close_all)
@@ -65,12 +74,7 @@ def test_under_its_bound_nobody_waits(slow_writer):
     assert asyncio.run(scenario()) == (False, 3)
 
 
-def test_while_writes_fail_nobody_waits_and_the_rows_are_kept(slow_writer, monkeypatch):
-    def database_down(records, unseen=False):
-        raise ConnectionError("database unavailable")
-
-    monkeypatch.setattr(writer_module, "_write_on_writer_thread", database_down)
-
+def test_while_writes_fail_nobody_waits_and_the_rows_are_kept(slow_writer, database_down):
     async def scenario() -> tuple[float, float, int]:
         for _ in range(5):
             slow_writer.add(spend_record())
@@ -120,13 +124,8 @@ def test_a_request_waits_at_most_room_wait_and_the_wait_running_out_is_logged_on
     assert SpendLog.objects.count() == 5
 
 
-def test_the_rows_waiting_in_memory_are_a_gauge_set_after_each_round(slow_writer, monkeypatch):
+def test_the_rows_waiting_in_memory_are_a_gauge_set_after_each_round(slow_writer, database_down):
     from spend import metrics
-
-    def database_down(records, unseen=False):
-        raise ConnectionError("database unavailable")
-
-    monkeypatch.setattr(writer_module, "_write_on_writer_thread", database_down)
 
     async def scenario() -> float:
         for _ in range(5):
