@@ -49,7 +49,7 @@ class Relay:
         response = await self.pool.post(base, post, body, TIMEOUTS, stream=True)
         try:
             await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": [(b"content-type", response.headers.get("content-type", "").encode())]})
+                        "headers": [(b"content-type", response.header(b"content-type"))]})
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})

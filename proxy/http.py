@@ -163,6 +163,36 @@ class Answer(NamedTuple):
             if name.lower() not in (b"content-encoding", b"content-length", b"transfer-encoding")])
 
 
+class StreamedAnswer:
+    """A response whose body is read as it arrives (a stream), as the providers and the bench relay read one:
+    status, headers (raw, in order), the body's parts (``stream``, ``aiter_raw``) and ``aclose``. Made in place
+    of an ``httpx2.Response``, whose headers object and bookkeeping a stream's first event would wait for (~40
+    µs of a cold call: docs/performance.md, "A stream's first event, sooner"); ``as_response`` gives one for
+    code written for it (an error answer's handling). Only for a body as it is on the wire: a response with a
+    content-encoding to undo comes as an ``httpx2.Response``."""
+
+    __slots__ = ("status_code", "headers", "stream", "is_closed")
+
+    def __init__(self, status_code: int, headers: list[tuple[bytes, bytes]], stream: _Body) -> None:
+        self.status_code, self.headers, self.stream = status_code, headers, stream
+        self.is_closed = False
+
+    def header(self, name: bytes, default: bytes = b"") -> bytes:
+        """The first value of the header ``name`` (lower-case), else ``default``."""
+        return next((value for key, value in self.headers if key.lower() == name), default)
+
+    def aiter_raw(self):
+        return aiter(self.stream)
+
+    async def aclose(self) -> None:
+        self.is_closed = True
+        await self.stream.aclose()
+
+    def as_response(self) -> httpx2.Response:
+        """As an ``httpx2.Response`` reading the same body (not yet read)."""
+        return httpx2.Response(self.status_code, headers=self.headers, stream=self.stream)
+
+
 # One connection ------------------------------------------------------------------------------------
 
 
@@ -676,14 +706,17 @@ class UpstreamTransport(httpx2.AsyncBaseTransport):
         return connection.response(timeouts)
 
     async def post(self, post: Post, body: bytes, timeouts: dict[str, float | None],
-                   stream: bool) -> httpx2.Response | Answer:
-        """``post``'s request with ``body``: the response as it arrives (``stream``), else read whole."""
+                   stream: bool) -> httpx2.Response | Answer | StreamedAnswer:
+        """``post``'s request with ``body``: the response as it arrives (``stream``: a ``StreamedAnswer``, or
+        an ``httpx2.Response`` when its content-encoding is to be undone), else read whole (an ``Answer``)."""
         connection = await self._sent(self._origin_of(post.origin), timeouts, False, None, post.head(len(body)),
                                       body, False, len(body), False)
-        if stream:
-            return connection.response(timeouts)
         encoded = any(name.lower() == b"content-encoding" for name, _ in connection._headers)
         status, headers = connection._status, connection._headers
+        if stream:
+            if encoded:   # httpx2's decoders, as the response is read
+                return connection.response(timeouts)
+            return StreamedAnswer(status, headers, _Body(connection, timeouts.get("read")))
         if encoded:   # gzip and the like: httpx2's decoders
             response = connection.response(timeouts)
             await response.aread()
@@ -756,11 +789,12 @@ class ClientPool:
         return Post(httpx2.URL(url), httpx2.Headers({**self.get(base_url).headers, **headers}))
 
     async def post(self, base_url: str, post: Post, body: bytes, timeouts: dict[str, float | None], *,
-                   stream: bool = False) -> httpx2.Response | Answer:
+                   stream: bool = False) -> httpx2.Response | Answer | StreamedAnswer:
         """``post`` (prepared for a URL under ``base_url``) with ``body``, on that base URL's connections:
-        the response as it arrives when ``stream``, else an ``Answer`` read whole. No ``httpx2.Request`` is
-        built, nor, for an answer read whole, an ``httpx2.Response``: what a provider's call needs and
-        nothing else (docs/performance.md, "The upstream client")."""
+        the response as it arrives when ``stream`` (``UpstreamTransport.post`` says as what), else an
+        ``Answer`` read whole. No ``httpx2.Request`` is built, nor, unless a content-encoding is to be undone,
+        an ``httpx2.Response``: what a provider's call needs and nothing else (docs/performance.md, "The
+        upstream client")."""
         return await self._client(base_url)[1].post(post, body, timeouts, stream)
 
     async def aclose(self) -> None:

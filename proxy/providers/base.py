@@ -17,7 +17,7 @@ import orjson
 
 from gateway_project.config.schema import LitellmParams
 from gateway_project.errors import InvalidRequestError, UpstreamError
-from proxy.http import Answer, ClientPool, Post
+from proxy.http import Answer, ClientPool, Post, StreamedAnswer
 
 logger = logging.getLogger("gateway.upstream")
 
@@ -140,9 +140,10 @@ class HttpProvider:
         return self.json_body(response)
 
     async def send(self, url: str, payload: dict[str, Any], timeout: float, *,
-                   stream: bool = False) -> httpx2.Response | Answer:
-        """POST ``payload``: the response as it arrives when ``stream``, else an ``Answer`` (status_code,
-        headers, content) read whole; a transport failure or an error status raises UpstreamError."""
+                   stream: bool = False) -> httpx2.Response | Answer | StreamedAnswer:
+        """POST ``payload``: the response as it arrives when ``stream`` (``sse_bursts`` reads it), else an
+        ``Answer`` (status_code, headers, content) read whole; a transport failure or an error status raises
+        UpstreamError."""
         try:
             # A request prepared once per deployment URL and headers (proxy.http.Post): a call costs the
             # body's bytes, not an httpx2.Request.
@@ -156,6 +157,8 @@ class HttpProvider:
         if response.status_code >= 400:
             if isinstance(response, Answer):
                 raise self.failure(response.as_response())
+            if isinstance(response, StreamedAnswer):
+                response = response.as_response()
             await response.aread()
             await response.aclose()
             raise self.failure(response)
@@ -170,16 +173,16 @@ class HttpProvider:
             post = self._posts[url] = self._clients.prepare(self.api_base, url, headers)
         return post
 
-    async def sse_bursts(self, response: httpx2.Response) -> AsyncIterator[list[bytes]]:
+    async def sse_bursts(self, response: httpx2.Response | StreamedAnswer) -> AsyncIterator[list[bytes]]:
         """The ``data:`` payloads of a server-sent-events response, until ``[DONE]`` or its end: one
         non-empty list per network read, with the payloads of all the complete lines that read brought
         (an upstream often sends many events in one write; the relay then answers them in one write).
-        The stream's first payload comes alone, ahead of the rest of its read: the time to the first
-        token does not wait for the whole burst to be decoded."""
+        The stream's first payload comes alone, as soon as its line is found, before the rest of its read
+        is looked at: the time to the first token does not wait for the whole burst."""
         # Lines split on bytes (LF or CRLF; the providers send no bare CR), decoded by orjson, not by
         # aiter_lines' text decoder. The body's own stream as it arrives, unless a content-encoding is to be
-        # undone (aiter_bytes' decoders then).
-        encoded = "content-encoding" in response.headers
+        # undone (an httpx2.Response then, read through aiter_bytes' decoders).
+        encoded = isinstance(response, httpx2.Response) and "content-encoding" in response.headers
         rest, chunks, first = b"", response.aiter_bytes() if encoded else aiter(response.stream), True
         try:
             async for chunk in chunks:
@@ -192,12 +195,12 @@ class HttpProvider:
                         if data == b"[DONE]":
                             done = True
                             break
-                        burst.append(data)
+                        if first:
+                            first = False
+                            yield [data]
+                        else:
+                            burst.append(data)
                 if burst:
-                    if first and len(burst) > 1:
-                        yield burst[:1]
-                        burst = burst[1:]
-                    first = False
                     yield FinalBurst(burst) if done else burst
                 if done:
                     await _finish(chunks)

@@ -144,10 +144,11 @@ def test_an_upstream_500_is_relayed_as_500_and_recorded_as_failed(gateway, stand
     assert rows[0]["status"] == "failure"
 
 
-def test_an_upstream_429_keeps_its_status_and_retry_after(gateway, stand_in):
+@pytest.mark.parametrize("stream", [False, True], ids=["buffered", "streamed"])
+def test_an_upstream_429_keeps_its_status_and_retry_after(gateway, stand_in, stream):
     stand_in.behave(status=429, times=1, retry_after=7)
 
-    response = post_chat(gateway, {"model": "gpt-3.5-turbo", "messages": MESSAGES})
+    response = post_chat(gateway, {"model": "gpt-3.5-turbo", "messages": MESSAGES, "stream": stream})
 
     assert_error(response, 429)
     assert response.headers["retry-after"] == "7"

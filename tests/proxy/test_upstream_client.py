@@ -24,7 +24,7 @@ import pytest
 
 from gateway_project.config.schema import LitellmParams
 from gateway_project.errors import UpstreamError
-from proxy.http import ClientPool, Post, UpstreamTransport, _request_head
+from proxy.http import ClientPool, Post, StreamedAnswer, UpstreamTransport, _request_head
 from proxy.providers.base import FinalBurst
 from proxy.providers.openai_compatible import OpenAICompatible
 from tests.servers.process import ServerProcess, free_port
@@ -928,8 +928,12 @@ def test_the_pools_post_streams_a_body_as_it_arrives() -> None:
             try:
                 post = _post(base, "/chunked")
                 response = await pool.post(base, post, b"{}", TIMEOUTS, stream=True)
-                assert isinstance(response, httpx2.Response) and not response.is_stream_consumed
-                assert b"".join([part async for part in response.aiter_bytes()]) == b"hello world"
+                # Not an httpx2.Response: the status, the raw headers and the body as it arrives.
+                assert isinstance(response, StreamedAnswer) and response.status_code == 200
+                assert response.header(b"x-trace") == b"t" and response.header(b"x-none", b"-") == b"-"
+                assert b"".join([part async for part in response.aiter_raw()]) == b"hello world"
+                await response.aclose()
+                assert response.is_closed
                 again = await pool.post(base, post, b"{}", TIMEOUTS)
                 assert again.content == b"hello world"
             finally:
