@@ -17,6 +17,7 @@ constructors set, so a Django release that adds one fails there rather than here
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import lru_cache
 from http.cookies import SimpleCookie
 
 from django.http import HttpResponse, StreamingHttpResponse
@@ -74,10 +75,18 @@ class OwnHeaders:
             values = [value.encode("latin-1") for value in own.values()]
         except UnicodeEncodeError:   # Django MIME-encodes these: leave it to it
             return None
-        if any(b"\n" in v or b"\r" in v or b"\x00" in v for v in values):
+        joined = b"".join(values)   # one look for a line break or NUL in any of them
+        if b"\n" in joined or b"\r" in joined or b"\x00" in joined:
             return None
-        return [(b"content-type", self._content_type.encode("latin-1")),
-                *((name.encode("ascii"), value) for name, value in zip(own, values))]
+        headers = [(b"content-type", _ascii(self._content_type))]
+        headers += zip(map(_ascii, own), values)
+        return headers
+
+
+@lru_cache(maxsize=256)
+def _ascii(name: str) -> bytes:
+    """A header name (ours: a handful of constants), or one of this module's content types, encoded."""
+    return name.encode("ascii")
 
 
 class ProxyAnswer(OwnHeaders, HttpResponse):
