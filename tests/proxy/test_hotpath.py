@@ -238,10 +238,33 @@ def test_the_hot_paths_request_has_djangos_meta_and_headers(query):
 
     assert ours.META == djangos.META
     assert list(ours.headers.items()) == list(djangos.headers.items())
+    assert ours.headers._store == djangos.headers._store   # built directly, as Django's mapping keeps it
     assert ours.headers["X-Forwarded-For"] == "1.1.1.1,2.2.2.2" and ours.headers["x_forwarded_for"] == "1.1.1.1,2.2.2.2"
     assert (ours.method, ours.path, ours.path_info, ours.content_type, ours.encoding, ours.GET.dict()) == (
         djangos.method, djangos.path, djangos.path_info, djangos.content_type, djangos.encoding, djangos.GET.dict())
     assert ours.body == djangos.body == b"{}" and ours.read() == b"{}"
+
+
+@pytest.mark.parametrize("root_path, prefix", [("", "/"), ("/gateway", "/gateway/")])
+def test_a_call_under_a_root_path_is_served_with_it_as_the_script_prefix(root_path, prefix, monkeypatch):
+    """Behind a proxy that mounts the gateway under a path, the hot path resolves the route below it and the
+    view sees it as Django's script prefix (what ``reverse`` puts in front of URLs); with no root path, Django's
+    default."""
+    from django.urls import get_script_prefix
+
+    seen = []
+    respond = HotPathHandler.respond
+
+    async def watched(self, request, match, direct=None):
+        seen.append((get_script_prefix(), request.path_info))
+        return await respond(self, request, match, direct)
+
+    monkeypatch.setattr(HotPathHandler, "respond", watched)
+    status, _, body = async_to_sync(exchange)(application, "GET", f"{root_path}/v1/models", MASTER,
+                                              scope={"root_path": root_path})
+
+    assert status == 200 and orjson.loads(body)["object"] == "list"
+    assert seen == [(prefix, "/v1/models")]
 
 
 def test_the_proxy_operations_are_called_without_ninjas_view(timeline, monkeypatch):
