@@ -62,16 +62,6 @@ class Provider(Protocol):
 _TIMEOUTS: dict[float, dict[str, float]] = {}
 
 
-def _url(url: str) -> httpx2.URL:
-    """The parsed URL of a deployment's endpoint (a handful per deployment), parsed once."""
-    parsed = _URLS.get(url)
-    if parsed is None:
-        if len(_URLS) > 4096:  # not expected (URLs come from the config); never grow without bound
-            _URLS.clear()
-        parsed = _URLS[url] = httpx2.URL(url)
-    return parsed
-
-
 def _timeouts(seconds: float) -> dict[str, float]:
     """httpx2's per-request timeout extension: the same budget to connect, write, read and wait for the pool."""
     timeouts = _TIMEOUTS.get(seconds)
