@@ -20,8 +20,10 @@ from gateway_project import asgi, heap
 def unfrozen(monkeypatch):
     gc.unfreeze()
     monkeypatch.setattr(heap, "_modules_at_freeze", None)
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()   # the test process's heap is not a worker's
+    gc.set_threshold(*thresholds)
 
 
 def test_start_up_leaves_what_it_built_frozen(unfrozen, settings):
@@ -41,7 +43,31 @@ def test_gateway_gc_freeze_false_leaves_the_collector_as_it_is(unfrozen, setting
     assert gc.get_freeze_count() == 0
 
 
-def test_the_lifespans_start_up_freezes_once_the_runtime_is_up(unfrozen, monkeypatch):
+@pytest.mark.parametrize("freeze", [True, False])
+def test_start_up_sets_the_young_generations_threshold(unfrozen, settings, freeze):
+    settings.GATEWAY_GC_FREEZE = freeze
+    settings.GATEWAY_GC_THRESHOLD = 12_345
+    older = gc.get_threshold()[1:]
+
+    heap.freeze_startup_heap()
+
+    assert gc.get_threshold() == (12_345, *older)
+
+
+def test_the_default_threshold_is_the_gateways_not_pythons(settings):
+    assert settings.GATEWAY_GC_THRESHOLD == 10_000   # Python's is 700
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_a_threshold_that_is_not_a_positive_integer_stops_the_start(value):
+    env = {**os.environ, "GATEWAY_GC_THRESHOLD": value}
+    result = subprocess.run([sys.executable, "-c", "import gateway_project.settings"], env=env, capture_output=True,
+                            text=True, cwd=Path(__file__).resolve().parents[2], timeout=60)
+
+    assert result.returncode != 0 and "GATEWAY_GC_THRESHOLD must be" in result.stderr
+
+
+def test_the_lifespans_start_up_freezes_once_the_runtime_is_up(unfrozen, monkeypatch, settings):
     """After runtime.startup (whose caches and clients live as long as the worker), before the worker
     says it is up."""
     order = []
@@ -65,6 +91,7 @@ def test_the_lifespans_start_up_freezes_once_the_runtime_is_up(unfrozen, monkeyp
         asyncio.run(asgi.LifespanApp(None)({"type": "lifespan"}, receive, send))
 
     assert order == [("runtime up", False), ("lifespan.startup.complete", True)]
+    assert gc.get_threshold()[0] == settings.GATEWAY_GC_THRESHOLD   # the worker's collector, tuned as it starts
 
 
 def _module_made_after_the_freeze(tmp_path, monkeypatch, name: str):
