@@ -163,15 +163,10 @@ GATEWAY_KEEPALIVE_TIMEOUT = env_int("GATEWAY_KEEPALIVE_TIMEOUT", 75)
 # Move what start-up built out of the garbage collector's sight once a worker is up (gc.freeze): its full
 # collections then scan only what requests made since (docs/performance.md, "Fewer steps per call, and the collector").
 GATEWAY_GC_FREEZE = env_bool("GATEWAY_GC_FREEZE", True)
-# The collector's youngest generation is collected once this many more objects it tracks were made than freed.
-# Python's 700 has a busy worker collect ten to thirty times a second, each time walking the calls in flight
-# and finding next to nothing to free (docs/performance.md, "The collector, collecting nothing").
-GATEWAY_GC_THRESHOLD = env_int("GATEWAY_GC_THRESHOLD", 10_000)
-if GATEWAY_GC_THRESHOLD < 1:
-    from django.core.exceptions import ImproperlyConfigured
-
-    raise ImproperlyConfigured(f"GATEWAY_GC_THRESHOLD must be a positive integer (Python's own is 700), got "
-                               f"{GATEWAY_GC_THRESHOLD}")
+# The collector's youngest generation is collected after this many net allocations of tracked objects instead of
+# Python's 700, under which a busy worker walks its calls in flight many times a second to free next to nothing
+# (gateway_project.heap.tune_collector; docs/performance.md, "The collector, collecting nothing").
+GATEWAY_GC_THRESHOLD = env_int("GATEWAY_GC_THRESHOLD", 10_000, minimum=1)
 
 # --- Background jobs (see docs/background-jobs.md) ----------------------------------------------
 # With REDIS_URL a Celery worker and beat run them; without, the gateway runs the same tasks on an
