@@ -170,10 +170,17 @@ def test_a_stream_fails_over_before_its_first_byte(routing_gateway, a_b):
     a, b = a_b
     a.behave(status=503, times=2)
 
-    chunks = list(routing_gateway.sdk().chat.completions.create(model="primary", messages=MESSAGES, stream=True))
+    raw = routing_gateway.sdk().chat.completions.with_raw_response.create(model="primary", messages=MESSAGES,
+                                                                          stream=True)
+    chunks = list(raw.parse())
 
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from the stand-in upstream."
     assert models_seen(b) == ["backup"]
+    # The answer is made while an attempt waits for its upstream: what it says is the attempt that answered.
+    assert (raw.headers["x-litellm-attempted-retries"], raw.headers["x-litellm-attempted-fallbacks"]) == ("1", "1")
+    deployments = routing_gateway.admin("GET", "/model/info").json()["data"]
+    assert raw.headers["x-litellm-model-id"] == next(d["model_info"]["id"] for d in deployments
+                                                     if d["model_name"] == "backup")
 
 
 def test_every_deployment_cooling_down_is_a_429_with_retry_after(routing_gateway, a_b):

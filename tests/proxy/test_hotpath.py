@@ -431,6 +431,50 @@ def test_a_streams_own_headers_go_out_as_djangos_handler_sends_them(timeline):
         k: v for k, v in django[1].items() if k not in ("x-litellm-call-id",)}
 
 
+@pytest.fixture
+def plans(monkeypatch):
+    """The order in which a stream's answer is planned (proxy.pipeline.upstream.StreamPlan) and its first burst
+    comes from the provider."""
+    from proxy.pipeline import upstream
+
+    order = []
+    make = upstream.StreamPlan.__init__
+
+    def planned(self, ctx):
+        order.append("planned")
+        make(self, ctx)
+
+    monkeypatch.setattr(upstream.StreamPlan, "__init__", planned)
+    return order
+
+
+@pytest.mark.parametrize("upstream_waits", [True, False])
+def test_a_streams_answer_is_made_while_the_upstream_works_on_the_request(timeline, plans, monkeypatch,
+                                                                          upstream_waits):
+    """Once the request is out, the call waits for the provider's first burst: the loop makes the answer
+    (headers encoded, security headers found) then, not after the first burst is in. A provider that answers
+    without a wait (the fake model) gets it made after, once."""
+    from proxy.providers.fake import FakeProvider
+
+    answer = FakeProvider.chat_stream
+
+    async def provider(self, body):
+        if upstream_waits:
+            await asyncio.sleep(0)   # the request is out, the answer is not in yet
+        plans.append("first burst")
+        async for burst in answer(self, body):
+            yield burst
+
+    monkeypatch.setattr(FakeProvider, "chat_stream", provider)
+    status, headers, body = call(application, "POST", "/v1/chat/completions",
+                                 [*MASTER, ("content-type", "application/json")], STREAM)
+
+    assert status == 200 and body.endswith(b"data: [DONE]\n\n")
+    assert headers["x-litellm-model-group"] == "fake-openai-endpoint"
+    assert {name: headers[name] for name in SECURITY_HEADERS} == SECURITY_HEADERS
+    assert plans == (["planned", "first burst"] if upstream_waits else ["first burst", "planned"])
+
+
 def test_a_served_call_leaves_nothing_for_the_cyclic_collector(timeline):
     """The request, its context and its books go as the call ends, freed as their counts fall: left in a
     reference cycle, every call added to the full collections that pause the event loop (one a second at
