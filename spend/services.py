@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import orjson
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, F, Q, Sum, Value
+from django.db import connections, transaction
+from django.db.models import Count, DecimalField, F, Func, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone as django_timezone
 
@@ -98,8 +98,20 @@ def _day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+class _AsWritten(Func):
+    """PostgreSQL: a float column as the decimal it was written as. Its text form is the shortest that reads
+    back as the same float (PostgreSQL 12 and later, with ``extra_float_digits`` above 0), which is what
+    Python's ``repr`` gives too: ``exact_spend`` in the database. (Cast straight to numeric, a float keeps 15
+    significant digits, and 0.1 + 0.2 would be summed as 0.3.)"""
+
+    template = "(%(expressions)s)::text::numeric"
+    output_field = DecimalField()
+
+
 def _grouped(rows, prefix: str = "", *, extra: dict | None = None) -> list[dict]:
-    """``rows`` grouped by the dimensions (absent ones as ""), with the metrics summed."""
+    """``rows`` grouped by the dimensions (absent ones as ""), with the metrics summed. The exact spend is
+    summed by PostgreSQL in ``numeric``, one group per row returned; elsewhere (SQLite has no decimal type)
+    the priced rows are read and summed here, one ``Decimal`` at a time."""
     dims = {f"d_{name}": Coalesce(F(f"{prefix}{name}"), Value("")) for name in DIMENSIONS}
     sums = {
         "m_requests": Count("pk"),
@@ -109,6 +121,16 @@ def _grouped(rows, prefix: str = "", *, extra: dict | None = None) -> list[dict]
         "m_spend": Coalesce(Sum(f"{prefix}spend"), Value(0.0)),
         "m_unknown_price_requests": Count("pk", filter=Q(**{f"{prefix}spend__isnull": True})),
     }
+    if connections[rows.db].vendor == "postgresql":
+        sums["m_spend_exact"] = Coalesce(Sum(_AsWritten(F(f"{prefix}spend"))), Value(Decimal(0)),
+                                         output_field=DecimalField())
+        with transaction.atomic(using=rows.db):
+            with connections[rows.db].cursor() as cursor:   # the shortest text form, whatever the server's default
+                cursor.execute("SET LOCAL extra_float_digits = 1")
+            groups = list(rows.values(**dims, **(extra or {})).annotate(**sums).order_by())
+        for group in groups:
+            group["m_spend_exact"] = Decimal(group["m_spend_exact"]).quantize(SPEND_PLACES)
+        return groups
     groups = list(rows.values(**dims, **(extra or {})).annotate(**sums).order_by())
     # The database sums floats; the exact column is summed here, in Decimal, one priced row at a time.
     exact: dict[tuple, Decimal] = {}
