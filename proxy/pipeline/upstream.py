@@ -133,6 +133,8 @@ async def respond_stream(ctx: RequestContext) -> StreamingHttpResponse:
 
 
 async def _close_stream_early(ctx: RequestContext, bursts: AsyncIterator[list[dict]]) -> None:
+    """A stream opened but never answered: its upstream response closed and its deployment no longer held (the
+    call's books are kept by the pipeline, as for any error)."""
     try:
         await bursts.aclose()
     finally:
