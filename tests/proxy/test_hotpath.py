@@ -475,6 +475,42 @@ def test_a_streams_answer_is_made_while_the_upstream_works_on_the_request(timeli
     assert plans == (["planned", "first burst"] if upstream_waits else ["first burst", "planned"])
 
 
+def test_a_stream_whose_answer_cannot_be_made_is_an_error_and_lets_its_deployment_go(timeline, monkeypatch):
+    """Should the answer's plan fail (here the guardrails' chunk check), the client gets the error with its
+    status, the provider's stream is closed, the deployment is no longer counted busy and the call is recorded."""
+    from gateway_project.errors import InvalidRequestError
+    from proxy.runtime import get_runtime
+
+    closed = []
+
+    def refuse(ctx):
+        raise InvalidRequestError("no chunk check for this call", param="guardrails")
+
+    async def routes():
+        return get_runtime().router.routes("fake-openai-endpoint")
+
+    from proxy.providers.fake import FakeProvider
+
+    answer = FakeProvider.chat_stream
+
+    async def provider(self, body):
+        try:
+            async for burst in answer(self, body):
+                yield burst
+        finally:
+            closed.append(True)
+
+    monkeypatch.setattr(FakeProvider, "chat_stream", provider)
+    monkeypatch.setattr("proxy.pipeline.guardrails.chunk_check", refuse)
+    status, _, body = call(application, "POST", "/v1/chat/completions",
+                           [*MASTER, ("content-type", "application/json")], STREAM)
+
+    assert status == 400 and orjson.loads(body)["error"]["message"] == "no chunk check for this call"
+    assert closed == [True]
+    assert [route.in_flight for route in async_to_sync(routes)()] == [0]
+    assert timeline == [("recorded", "acompletion")]
+
+
 def test_a_served_call_leaves_nothing_for_the_cyclic_collector(timeline):
     """The request, its context and its books go as the call ends, freed as their counts fall: left in a
     reference cycle, every call added to the full collections that pause the event loop (one a second at
