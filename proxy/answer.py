@@ -31,9 +31,6 @@ EVENT_STREAM = "text/event-stream"
 class OwnHeaders:
     """Mixed into a Django response class: ``own_headers`` kept apart until ``headers`` is looked at."""
 
-    _wire: list[tuple[bytes, bytes]] | None = None   # wire_headers, once prepared
-    security_headers: list[tuple[bytes, bytes]] | None = None   # the hot path's, encoded, once found
-
     def _made(self, content_type: str, own_headers: dict[str, str]) -> None:
         """What ``HttpResponseBase.__init__(content_type=content_type)`` sets (no status, reason, charset or
         headers given), set directly; then ``own_headers`` kept apart. ``content_type`` is one of this
@@ -68,24 +65,11 @@ class OwnHeaders:
         """No one has looked at the headers yet: they are Content-Type and ours, nothing else."""
         return bool(self.__dict__.get("_own_headers")) and len(self._django_headers) == 1
 
-    def prepare(self, request) -> None:
-        """Encode the headers now, ahead of sending (``wire_headers`` hands them out while the response stays
-        untouched), and have the server's security headers found for ``request`` when the hot path serves it
-        (``proxy.hotpath``: ``find_security_headers``). For an answer made before its content is known (a
-        stream's, while the upstream works on the request): this work then leaves the answer's way."""
-        self._wire = self.wire_headers()
-        find = getattr(request, "find_security_headers", None)
-        if find is not None:
-            self.security_headers = find(request)
-
     def wire_headers(self) -> list[tuple[bytes, bytes]] | None:
         """The headers as the server sends them (names and values encoded), when the response is untouched
-        and all of ours are plain latin-1 without line breaks; else None (send ``items()``). The list is the
-        caller's to extend."""
+        and all of ours are plain latin-1 without line breaks; else None (send ``items()``)."""
         if not self.untouched:
             return None
-        if self._wire is not None:
-            return list(self._wire)
         own = self._own_headers
         try:
             values = [value.encode("latin-1") for value in own.values()]

@@ -104,7 +104,6 @@ class HotPathHandler(ASGIHandler):
             await self.send_response(HttpResponseBadRequest(), send)
             return
         request.resolver_match = match
-        request.find_security_headers = self.security_headers   # for an answer made early (OwnHeaders.prepare)
         # What the view leaves to do once the answer is out (proxy.pipeline: a buffered call's books).
         request.after_send = []
         # As Django's handler, a disconnect while the answer is being made cancels the call; but the call runs
@@ -126,7 +125,7 @@ class HotPathHandler(ASGIHandler):
         response = None
         try:
             response = await self.respond(request, match, direct)
-            await self.send_response(response, send, getattr(response, "security_headers", None) or ())
+            await self.send_response(response, send, getattr(response, "security_headers", ()))
         except asyncio.CancelledError:
             # The pipeline has recorded the call as cancelled. A client that left needs no answer; a cut at
             # shutdown (gateway_project.draining, uvicorn) goes on up: ConcurrencyLimit answers 503 then.
@@ -225,8 +224,7 @@ class HotPathHandler(ASGIHandler):
         if not untouched and any(name in response for name in SECURITY_HEADER_NAMES):
             response = self.xframe.process_response(request, response)
             response = self.security.process_response(request, response)
-            response.security_headers = None   # they are the response's own now (one found early is not sent)
-        elif getattr(response, "security_headers", None) is None:   # what they would add, added as it is sent
+        else:   # what they would add, added as it is sent
             response.security_headers = self.security_headers(request)
         if response.status_code >= 400:  # as Django's handler does (django.request: 5xx at ERROR)
             log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)

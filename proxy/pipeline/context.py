@@ -93,7 +93,6 @@ class RequestContext:
     applied_guardrails: list[str] | None = None  # names, for the spend log
     response: dict[str, Any] | None = None       # the buffered answer, for logging callbacks
     stream_text: list[str] | None = None         # streamed content, kept only when a callback logs it
-    stream_plan: Any = None                      # proxy.pipeline.upstream.StreamPlan, made while the upstream works
 
     @property
     def requester_ip(self) -> str | None:

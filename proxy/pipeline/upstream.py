@@ -70,42 +70,10 @@ async def respond(ctx: RequestContext, operation: str) -> HttpResponse:
     return ProxyAnswer(content, headers)
 
 
-class StreamPlan:
-    """What a stream's answer needs before its first chunk is in: the answer itself (headers encoded, the
-    hot path's security headers found), whether the client asked for usage, the response size limit and the
-    guardrails' chunk check. Made while the upstream works on the request (``_open_stream``), so that the
-    time between the upstream's first bytes and the client's first event is spent on the event alone."""
-
-    __slots__ = ("route", "answer", "wants_usage", "limit", "check")
-
-    def __init__(self, ctx: RequestContext) -> None:
-        self.route = ctx.route
-        options = ctx.body.get("stream_options")
-        self.wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-        self.limit = response_limit_bytes()
-        self.check = guardrails.chunk_check(ctx)
-        ctx.stream_text = [] if content_logged(ctx) else None
-        self.answer = answer = EventStream({**_headers(ctx), "cache-control": "no-cache", "x-accel-buffering": "no"})
-        answer.prepare(ctx.request)
-
-
-def _plan_stream(ctx: RequestContext, route: Route) -> None:
-    """Run by the event loop once the request to ``route`` is out and the call waits for its answer."""
-    if ctx.route is route and ctx.stream_plan is None:
-        try:
-            ctx.stream_plan = StreamPlan(ctx)
-        except Exception:   # made again once the first chunk is in, where what went wrong is the call's error
-            ctx.stream_plan = None
-
-
 async def _open_stream(ctx: RequestContext, route: Route) -> tuple[AsyncIterator[list[dict]], list[dict] | None]:
-    """Start the stream and wait for its first burst of chunks: until then a failure can still be retried.
-    The answer is planned meanwhile: the loop runs ``_plan_stream`` when the call first waits, which is once
-    its request has been written (a pooled connection is taken, and the request written, without waiting)."""
+    """Start the stream and wait for its first burst of chunks: until then a failure can still be retried."""
     started = time.perf_counter()
-    ctx.stream_plan = None   # a plan is for one attempt: its deployment and retry counts are in the headers
     bursts = route.provider.chat_stream(ctx.body)
-    planning = asyncio.get_running_loop().call_soon(_plan_stream, ctx, route)
     try:
         first = await anext(bursts, None)
         ctx.first_token_seconds = time.perf_counter() - started
@@ -113,34 +81,17 @@ async def _open_stream(ctx: RequestContext, route: Route) -> tuple[AsyncIterator
     except BaseException:
         await bursts.aclose()
         raise
-    finally:
-        planning.cancel()   # not needed if the first burst came without a wait: made below instead
 
 
 async def respond_stream(ctx: RequestContext) -> StreamingHttpResponse:
     ctx.upstream_started = time.perf_counter()
     bursts, first = await call_upstream(ctx, lambda route: _open_stream(ctx, route), hold=True)
-    plan, ctx.stream_plan = ctx.stream_plan, None
-    if plan is None or plan.route is not ctx.route:
-        try:
-            plan = StreamPlan(ctx)
-        except BaseException:   # no answer: the upstream's response and the deployment are let go
-            await _close_stream_early(ctx, bursts)
-            raise
-    response = plan.answer
-    response.relay(_relay(ctx, plan, bursts, first))
+    options = ctx.body.get("stream_options")
+    wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+    ctx.stream_text = [] if content_logged(ctx) else None
+    response = EventStream({**_headers(ctx), "cache-control": "no-cache", "x-accel-buffering": "no"})
+    response.relay(_relay(ctx, response, bursts, first, wants_usage))
     return response
-
-
-async def _close_stream_early(ctx: RequestContext, bursts: AsyncIterator[list[dict]]) -> None:
-    """A stream opened but never answered: its upstream response closed and its deployment no longer held (the
-    call's books are kept by the pipeline, as for any error)."""
-    try:
-        await bursts.aclose()
-    finally:
-        if ctx.release is not None:
-            ctx.release()
-            ctx.release = None
 
 
 def _observe(ctx: RequestContext, chunk: dict) -> int:
@@ -170,18 +121,18 @@ def _estimate_usage(ctx: RequestContext, completion_chars: int) -> None:
     ctx.usage_estimated = True
 
 
-async def _relay(ctx: RequestContext, plan: StreamPlan, bursts: AsyncIterator[list[dict]],
-                 first: list[dict] | None) -> AsyncIterator[bytes]:
+async def _relay(ctx: RequestContext, answer: EventStream, bursts: AsyncIterator[list[dict]],
+                 first: list[dict] | None, wants_usage: bool) -> AsyncIterator[bytes]:
     """The SSE body: the first event on its own, as soon as it is ready; then one bytes object per burst of
     chunks (one send, one socket write); then [DONE], with the last burst's events when the provider marked
     that burst final (``FinalBurst``: its read ended the stream)."""
-    answer, wants_usage, limit, check = plan.answer, plan.wants_usage, plan.limit, plan.check
-    streamed_chars, relayed = 0, 0
+    streamed_chars, relayed, limit = 0, 0, response_limit_bytes()
     task = draining.track()  # cancelled at shutdown if still running past the graceful timeout
     journal, in_flight = inflight.current, None   # with Redis: this process's death loses no stream
     events: list[bytes] = []  # the current burst's events, not yet yielded
     waiting_first = True
     try:
+        check = guardrails.chunk_check(ctx)
         burst = first
         while burst is not None:
             for chunk in burst:

@@ -176,7 +176,7 @@ def test_a_stream_fails_over_before_its_first_byte(routing_gateway, a_b):
 
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from the stand-in upstream."
     assert models_seen(b) == ["backup"]
-    # The answer is made while an attempt waits for its upstream: what it says is the attempt that answered.
+    # The answer's headers name the attempt that answered.
     assert (raw.headers["x-litellm-attempted-retries"], raw.headers["x-litellm-attempted-fallbacks"]) == ("1", "1")
     deployments = routing_gateway.admin("GET", "/model/info").json()["data"]
     assert raw.headers["x-litellm-model-id"] == next(d["model_info"]["id"] for d in deployments
