@@ -11,7 +11,7 @@ GATEWAY_MASTER_KEY ?= sk-1234
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
-.PHONY: run worker beat test test-postgres test-sqlite install clean bench bench-smoke bench-soak
+.PHONY: run worker beat test test-postgres test-sqlite install clean bench bench-smoke bench-soak bench-ab
 
 # .venv serves both `make run` and the tests: the runtime (requirements.txt) plus the test and bench tools
 # (requirements-test.txt, which includes requirements.txt). The production image installs the runtime only.
@@ -60,6 +60,12 @@ bench-smoke: $(STAMP)
 
 bench-soak: $(STAMP)
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench --soak 100000 $(BENCH_ARGS)
+
+## Two trees side by side at concurrency 1: BASE (a git revision) against the working tree (bench/ab.py),
+## e.g. make bench-ab BASE=HEAD~1 BENCH_ARGS='--awake --buffered'
+BASE ?= HEAD
+bench-ab: $(STAMP)
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) -m bench.ab --base $(BASE) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -107,8 +107,20 @@ def gateway_python(args) -> tuple[str, str]:
     return sys.executable, f"{sys.executable} (the bench's own environment, test packages included)"
 
 
+def start_upstream(log_dir: Path) -> tuple[ServerProcess, Target]:
+    """The stand-in upstream (bench/upstream.py), and the target that calls it directly."""
+    port = free_port()
+    process = ServerProcess([sys.executable, "-m", "bench.upstream", "--port", str(port), "--chunks", str(CHUNKS)],
+                            log_dir=log_dir, name="upstream", cwd=ROOT).start()
+    process.wait_until_ready(f"http://127.0.0.1:{port}/health")
+    return process, Target("direct", f"http://127.0.0.1:{port}", process.pid, None)
+
+
 def start_gateway(log_dir: Path, upstream: str, latencies: list[int], workers: int, database_url: str,
-                  python: str = sys.executable) -> tuple[ServerProcess, Target]:
+                  python: str = sys.executable, root: Path = ROOT,
+                  key_alias: str = "bench") -> tuple[ServerProcess, Target]:
+    """The gateway of the tree at ``root`` (this one, or another checkout: ``bench.ab``), with a new key named
+    ``key_alias`` (unique in its database)."""
     config = log_dir / "gateway.yaml"
     config.write_text(model_list(upstream, latencies) + f"general_settings:\n  master_key: {MASTER_KEY}\n")
     port = free_port()
@@ -119,12 +131,12 @@ def start_gateway(log_dir: Path, upstream: str, latencies: list[int], workers: i
         env["GATEWAY_REDIS_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}:"
     process = ServerProcess([python, "manage.py", "gateway", "--config", str(config), "--port", str(port),
                              "--migrate", "--workers", str(workers), "--log-level", "warning"],
-                            log_dir=log_dir, name="gateway", env=env, cwd=ROOT).start()
+                            log_dir=log_dir, name="gateway", env=env, cwd=root).start()
     base = f"http://127.0.0.1:{port}"
     process.wait_until_ready(f"{base}/health/liveliness", timeout=120)
     # The production path: a virtual key from the database, with a budget and limits that are checked.
     key = post_json(f"{base}/key/generate", {
-        "key_alias": "bench", "max_budget": 1_000_000, "budget_duration": "30d",
+        "key_alias": key_alias, "max_budget": 1_000_000, "budget_duration": "30d",
         "rpm_limit": 10_000_000, "tpm_limit": 10_000_000_000}, MASTER_KEY)["key"]
     return process, Target("gateway", base, process.pid, key)
 
@@ -550,13 +562,9 @@ def main(argv: list[str] | None = None) -> dict:
     database_url, drop = bench_database(work)
     processes: list[ServerProcess] = []
     try:
-        port = free_port()
-        upstream = ServerProcess([sys.executable, "-m", "bench.upstream", "--port", str(port), "--chunks", str(CHUNKS)],
-                                 log_dir=work, name="upstream", cwd=ROOT).start()
+        upstream, direct = start_upstream(work)
         processes.append(upstream)
-        upstream.wait_until_ready(f"http://127.0.0.1:{port}/health")
-        upstream_base = f"http://127.0.0.1:{port}"
-        direct = Target("direct", upstream_base, upstream.pid, None)
+        upstream_base = direct.base
         latencies = sorted(set(args.latency) | {0})
         gateway_process, gateway = start_gateway(work, upstream_base, latencies, args.workers, database_url, python)
         processes.append(gateway_process)
