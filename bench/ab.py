@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,8 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import (BENCH, ROOT, Target, bench_database, body_file, gateway_python, start_gateway,
-                       start_upstream)
+from bench.run import BENCH, ROOT, Target, bench_database, drive, gateway_python, start_gateway, start_upstream
 from tests.servers.process import ServerProcess
 
 SPIN = "import os\nos.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True:\n    pass\n"
@@ -82,16 +82,10 @@ def remove_worktree(where: Path) -> None:
 
 
 def one_round(target: Target, work: Path, latency_ms: int, stream: bool, requests: int) -> dict:
-    args = [sys.executable, "-m", "bench.loadgen", "--url", target.url(latency_ms), "--concurrency", "1",
-            "--body-file", str(body_file(work, target.model(latency_ms), stream)), "--requests", str(requests)]
-    if target.auth:
-        args += ["--header", f"authorization: Bearer {target.auth}"]
-    done = subprocess.run(args, capture_output=True, cwd=ROOT, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"load generator failed: {(done.stdout + done.stderr).decode()[-2000:]}")
-    raw = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    """``requests`` calls at concurrency 1 (``bench.run.drive``): their p50 and, for streams, first byte."""
+    raw = drive(target, work, latency_ms, stream, 1, None, requests, use_wrk=False)
     return {"requests": raw["requests"], "errors": raw["errors"], "p50_ms": raw["latency_ms"]["p50"],
-            "ttfb_ms": (raw.get("ttfb_ms") or {}).get("p50")}
+            "ttfb_ms": (raw["ttfb_ms"] or {}).get("p50")}
 
 
 def compare(rounds: list[dict[str, dict]], stream: bool) -> dict:
@@ -175,6 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
             drop()
         if base_tree is not None:
             remove_worktree(base_tree)
+        shutil.rmtree(work, ignore_errors=True)
     result = compare(rounds, stream)
     result.update(base=args.base, stream=stream, latency_ms=args.latency, requests=args.requests, awake=args.awake,
                   restarts=args.restarts,

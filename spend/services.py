@@ -121,17 +121,21 @@ def _grouped(rows, prefix: str = "", *, extra: dict | None = None) -> list[dict]
         "m_spend": Coalesce(Sum(f"{prefix}spend"), Value(0.0)),
         "m_unknown_price_requests": Count("pk", filter=Q(**{f"{prefix}spend__isnull": True})),
     }
-    if connections[rows.db].vendor == "postgresql":
+    database = connections[rows.db]
+    on_postgresql = database.vendor == "postgresql"
+    if on_postgresql:
         sums["m_spend_exact"] = Coalesce(Sum(_AsWritten(F(f"{prefix}spend"))), Value(Decimal(0)),
                                          output_field=DecimalField())
+    grouped = rows.values(**dims, **(extra or {})).annotate(**sums).order_by()
+    if on_postgresql:
         with transaction.atomic(using=rows.db):
-            with connections[rows.db].cursor() as cursor:   # the shortest text form, whatever the server's default
+            with database.cursor() as cursor:   # the shortest text form, whatever the server's default
                 cursor.execute("SET LOCAL extra_float_digits = 1")
-            groups = list(rows.values(**dims, **(extra or {})).annotate(**sums).order_by())
+            groups = list(grouped)
         for group in groups:
-            group["m_spend_exact"] = Decimal(group["m_spend_exact"]).quantize(SPEND_PLACES)
+            group["m_spend_exact"] = group["m_spend_exact"].quantize(SPEND_PLACES)
         return groups
-    groups = list(rows.values(**dims, **(extra or {})).annotate(**sums).order_by())
+    groups = list(grouped)
     # The database sums floats; the exact column is summed here, in Decimal, one priced row at a time.
     exact: dict[tuple, Decimal] = {}
     names = [f"{prefix}{name}" for name in DIMENSIONS] + [expr.name for expr in (extra or {}).values()]
